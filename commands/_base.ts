@@ -1,0 +1,101 @@
+import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
+import { EXIT_CODE_TABLE, ExitCode, LabctlError, oneLine, type ExitCodeValue } from '../src/errors.js'
+import { loadInventory, type LoadedInventory } from '../src/inventory/load.js'
+
+/** A command's description with the exit-code table appended, so every --help shows it. */
+export const describe = (text: string): string => `${text}\n\nEXIT CODES\n${EXIT_HELP}`
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof LabctlCommand)['baseFlags'] & T['flags']>
+
+const EXIT_HELP = EXIT_CODE_TABLE.map(([code, what]) => `  ${String(code).padEnd(4)}${what}`).join('\n')
+
+/**
+ * The base of every labctl command: global flags (all readable from LABCTL_* variables), the --json
+ * envelope, one-line errors with a next step, the exit-code table and Ctrl-C handling.
+ */
+export abstract class LabctlCommand<T> extends Command {
+  static override enableJsonFlag = true
+
+  static override baseFlags = {
+    lab: Flags.string({ summary: 'Lab to work on: $XDG_CONFIG_HOME/labctl/labs/NAME.yaml.', env: 'LABCTL_LAB', helpGroup: 'GLOBAL' }),
+    config: Flags.string({ summary: 'Inventory file to use (overrides --lab).', env: 'LABCTL_CONFIG', helpGroup: 'GLOBAL' }),
+    yes: Flags.boolean({ char: 'y', summary: 'Answer yes to confirmations.', env: 'LABCTL_YES', helpGroup: 'GLOBAL' }),
+    'no-prompt': Flags.boolean({ summary: 'Never prompt; fail where an answer would be needed.', env: 'LABCTL_NO_PROMPT', helpGroup: 'GLOBAL' }),
+  }
+
+
+  protected abort = new AbortController()
+  private sigintCount = 0
+
+  protected onSigint = (): void => {
+    this.sigintCount += 1
+    this.abort.abort(new LabctlError('interrupted', { code: 'INTERRUPTED', exitCode: ExitCode.Interrupted }))
+    process.exitCode = ExitCode.Interrupted
+    if (this.sigintCount > 1) process.exit(ExitCode.Interrupted)
+    process.stderr.write('\nlabctl: interrupted; finishing the current step safely (Ctrl-C again to quit now)\n')
+  }
+
+  override async init(): Promise<void> {
+    await super.init()
+    process.on('SIGINT', this.onSigint)
+  }
+
+  protected override async finally(err: Error | undefined): Promise<void> {
+    process.off('SIGINT', this.onSigint)
+    return super.finally(err)
+  }
+
+  /** Whether prompts may be shown: a TTY on stdin and stderr, and not --no-prompt / --json / CI. */
+  protected canPrompt(flags: { 'no-prompt'?: boolean; json?: boolean }): boolean {
+    return Boolean(process.stdin.isTTY && process.stderr.isTTY && !flags['no-prompt'] && !flags.json && !process.env.CI)
+  }
+
+  protected loadInventory(flags: { lab?: string | undefined; config?: string | undefined }): LoadedInventory {
+    return loadInventory({ lab: flags.lab, config: flags.config })
+  }
+
+  /** Progress and notes: stderr, never stdout; silent under --json. */
+  protected note(message: string): void {
+    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+  }
+
+  /** Checks ran and something failed: exit 3 after the result is printed. */
+  protected markFailed(code: ExitCodeValue = ExitCode.ChecksFailed): void {
+    if (!process.exitCode || process.exitCode === 0) process.exitCode = code
+  }
+
+  protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
+    const known = err instanceof LabctlError
+    let exit: number
+    let code: string
+    let suggestion: string | undefined
+    if (known) {
+      exit = err.exitCode
+      code = err.code
+      suggestion = err.suggestion
+    } else if (err instanceof Errors.ExitError) {
+      throw err
+    } else if (err instanceof Errors.CLIError || (err as { oclif?: unknown }).oclif) {
+      // oclif's own parse/usage errors (unknown flag, missing argument, bad value).
+      exit = 'parse' in err || err.oclif?.exit === 2 ? ExitCode.Usage : ExitCode.Failure
+      code = exit === ExitCode.Usage ? 'USAGE' : 'FAILURE'
+      suggestion = `see \`labctl ${this.id?.replaceAll(':', ' ') ?? ''} --help\``
+    } else {
+      exit = ExitCode.Failure
+      code = 'INTERNAL'
+      suggestion = 'this is a labctl bug: rerun with LABCTL_DEBUG=1 for the stack trace and report it'
+    }
+    const message = oneLine(err.message.replace(/^Error:\s*/, ''), 1000)
+    if (this.jsonEnabled()) {
+      const details = known && err.details.length ? { details: err.details } : {}
+      this.logJson({ status: 'error', exitCode: exit, error: { code, message, ...details, ...(suggestion ? { suggestion } : {}) } })
+    } else {
+      process.stderr.write(`labctl: error: ${message}\n`)
+      if (known) for (const d of err.details) process.stderr.write(`       ${oneLine(d, 1000)}\n`)
+      if (suggestion) process.stderr.write(`  next: ${suggestion}\n`)
+      if (!known && process.env.LABCTL_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`)
+    }
+    process.exitCode = exit
+    return undefined
+  }
+}

@@ -1,0 +1,149 @@
+import { readFileSync, statSync } from 'node:fs'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
+import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml'
+import type { z } from 'zod'
+import { UsageError } from '../errors.js'
+import { labsDir, xdgDir } from '../paths.js'
+import { InventorySchema, type Inventory } from './schema.js'
+
+export type InventorySource = { path: string; how: 'flag' | 'env' | 'lab' | 'default' }
+export type LoadedInventory = { inventory: Inventory; path: string; dir: string }
+
+export type Selection = { config?: string | undefined; lab?: string | undefined; env?: NodeJS.ProcessEnv }
+
+/** Which inventory file to read: --config, then LABCTL_CONFIG, then --lab NAME, then the XDG default. */
+export function resolveInventoryPath(sel: Selection): InventorySource {
+  const env = sel.env ?? process.env
+  if (sel.config) return { path: resolve(sel.config), how: 'flag' }
+  if (env.LABCTL_CONFIG) return { path: resolve(env.LABCTL_CONFIG), how: 'env' }
+  if (sel.lab) {
+    if (!/^[A-Za-z0-9._-]+$/.test(sel.lab) || sel.lab.startsWith('.')) {
+      throw new UsageError(`--lab "${sel.lab}" is not a lab name`, { code: 'BAD_LAB_NAME', suggestion: 'use letters, digits, . _ - (see `labctl config validate --help`)' })
+    }
+    return { path: join(labsDir(env), `${sel.lab}.yaml`), how: 'lab' }
+  }
+  return { path: join(xdgDir('config', env), 'lab.yaml'), how: 'default' }
+}
+
+export type InventoryProblem = { file: string; line: number; column: number; key: string; message: string }
+
+export class InventoryError extends UsageError {
+  readonly problems: InventoryProblem[]
+  constructor(problems: InventoryProblem[], suggestion: string) {
+    const first = problems[0]!
+    const more = problems.length > 1 ? ` (+${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : ''
+    super(`${first.file}:${first.line}:${first.column}: ${first.key ? `${first.key}: ` : ''}${first.message}${more}`, {
+      code: 'BAD_INVENTORY',
+      suggestion,
+    })
+    this.problems = problems
+    this.details = problems.slice(1).map((p) => `${p.file}:${p.line}:${p.column}: ${p.key ? `${p.key}: ` : ''}${p.message}`)
+  }
+}
+
+const FIX_HINT = 'fix the inventory (see README "Inventory reference"; schema/inventory.schema.json helps in editors), then run `labctl config validate`'
+
+function keyPath(path: ReadonlyArray<PropertyKey>): string {
+  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '')
+}
+
+/** The YAML node closest to a schema path, for its line number. */
+function locate(doc: Document, path: ReadonlyArray<PropertyKey>, lc: LineCounter, extraKey?: string): { line: number; column: number } {
+  let node: unknown = doc.contents
+  let offset = (doc.contents as YamlNode | null)?.range?.[0] ?? 0
+  const steps = extraKey === undefined ? [...path] : [...path, extraKey]
+  for (const step of steps) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === step)
+      if (!pair) break
+      const keyNode = pair.key as YamlNode
+      offset = keyNode.range?.[0] ?? offset
+      node = pair.value
+    } else if (isSeq(node) && typeof step === 'number') {
+      const item = node.items[step] as YamlNode | undefined
+      if (!item) break
+      offset = item.range?.[0] ?? offset
+      node = item
+    } else break
+  }
+  const pos = lc.linePos(offset)
+  return { line: pos.line, column: pos.col }
+}
+
+export function parseInventory(text: string, file: string): Inventory {
+  const lc = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    const problems = doc.errors.map((e) => {
+      const pos = lc.linePos(e.pos[0])
+      return { file, line: pos.line, column: pos.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` }
+    })
+    throw new InventoryError(problems, FIX_HINT)
+  }
+  const data: unknown = doc.toJS()
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new InventoryError([{ file, line: 1, column: 1, key: '', message: 'the inventory must be a YAML mapping (key: value)' }], FIX_HINT)
+  }
+  const parsed = InventorySchema.safeParse(data)
+  if (parsed.success) return parsed.data
+  throw new InventoryError(issuesToProblems(parsed.error.issues, doc, lc, file), FIX_HINT)
+}
+
+function issuesToProblems(issues: z.core.$ZodIssue[], doc: Document, lc: LineCounter, file: string): InventoryProblem[] {
+  const problems: InventoryProblem[] = []
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const k of issue.keys) {
+        const pos = locate(doc, issue.path, lc, k)
+        problems.push({ file, ...pos, key: keyPath([...issue.path, k]), message: 'unknown key' })
+      }
+      continue
+    }
+    const pos = locate(doc, issue.path, lc)
+    let message = issue.message
+    if (issue.code === 'invalid_type') {
+      message = issue.input === undefined ? `required key is missing (expected ${issue.expected})` : `wrong type: expected ${issue.expected}`
+    }
+    problems.push({ file, ...pos, key: keyPath(issue.path), message })
+  }
+  return problems.sort((a, b) => a.line - b.line || a.column - b.column)
+}
+
+export function loadInventory(sel: Selection): LoadedInventory {
+  const src = resolveInventoryPath(sel)
+  let text: string
+  try {
+    if (statSync(src.path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' })
+    text = readFileSync(src.path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err)
+    const hint =
+      src.how === 'lab'
+        ? `create ${src.path} (copy examples/comptech-lab.yaml), or run \`labctl sandbox up\` for the "sandbox" lab`
+        : src.how === 'default'
+          ? `pass --lab NAME or --config PATH (or set LABCTL_CONFIG), or create ${src.path} from examples/comptech-lab.yaml`
+          : 'check the path given to --config / LABCTL_CONFIG'
+    throw new InventoryError([{ file: src.path, line: 0, column: 0, key: '', message: `cannot read inventory: ${why}` }], hint)
+  }
+  const inventory = parseInventory(text, src.path)
+  return { inventory, path: src.path, dir: dirname(src.path) }
+}
+
+/** Paths in an inventory are relative to the inventory file's directory. */
+export function inventoryPath(loaded: LoadedInventory, p: string): string {
+  if (p.startsWith('~/')) return join(process.env.HOME ?? '', p.slice(2))
+  return isAbsolute(p) ? p : resolve(loaded.dir, p)
+}
+
+export function selectHosts(inv: Inventory, host?: string): Inventory['trivy']['hosts'] {
+  if (!host || host === 'all') return inv.trivy.hosts
+  const found = inv.trivy.hosts.filter((h) => h.name === host || h.fqdn === host)
+  if (found.length === 0) {
+    throw new UsageError(`no scanner host "${host}" in the inventory`, {
+      code: 'UNKNOWN_HOST',
+      suggestion: `use one of: ${inv.trivy.hosts.map((h) => h.name).join(', ')} (or omit --host for all)`,
+    })
+  }
+  return found
+}

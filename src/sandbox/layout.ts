@@ -1,0 +1,77 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { xdgDir } from '../paths.js'
+
+/** The lab's names inside the sandbox; the shape mirrors the seed lab (trivy-0, private alias, public name). */
+export const SANDBOX_NAMES = {
+  domain: 'sandbox.lab.test',
+  fqdn: 'trivy-0.sandbox.lab.test',
+  alias: 'trivy.sandbox.lab.test',
+  publicName: 'trivy.apps.sandbox.lab.test',
+  certNames: ['*.apps.sandbox.lab.test'],
+} as const
+
+export const TRIVY_VERSION = '0.74.0'
+export const TEST_IMAGE = 'lab/vulnerable:1'
+
+/** The repository's root (dist/src/sandbox → ../../..). */
+export const projectRoot = (): string => join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
+
+export type ComponentName = 'registry' | 'dns' | 'trivy' | 'haproxy'
+export const COMPONENTS: ComponentName[] = ['registry', 'dns', 'trivy', 'haproxy']
+
+export type SandboxState = {
+  version: 1
+  dir: string
+  startedAt: string
+  ports: Record<ComponentName, number>
+  pids: Partial<Record<ComponentName, number>>
+  /** DNS records dnsmasq serves (name → address, or CNAME target). Drills remove or change them. */
+  dnsRecords: Array<{ name: string; address?: string; cname?: string }>
+  trivyVersion: string
+  image: string
+  inventoryPath: string
+}
+
+export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.LABCTL_SANDBOX_DIR || join(xdgDir('state', env), 'sandbox')
+}
+
+export function sandboxPaths(dir: string) {
+  return {
+    dir,
+    state: join(dir, 'state.json'),
+    logs: join(dir, 'logs'),
+    tls: join(dir, 'tls'),
+    caCert: join(dir, 'tls', 'ca.pem'),
+    caKey: join(dir, 'tls', 'ca-key.pem'),
+    publicPem: join(dir, 'tls', 'public.pem'),
+    haproxyCfg: join(dir, 'haproxy.cfg'),
+    registryCfg: join(dir, 'registry.yml'),
+    registryData: join(dir, 'registry-data'),
+    trivyCache: join(dir, 'trivy', 'cache'),
+    trivyDb: join(dir, 'trivy', 'cache', 'db'),
+    image: join(dir, 'image-oci'),
+    secrets: join(dir, 'secrets', 'trivy-vm'),
+    token: join(dir, 'secrets', 'trivy-vm', 'token'),
+  }
+}
+export type SandboxPaths = ReturnType<typeof sandboxPaths>
+
+export function readState(dir: string): SandboxState | undefined {
+  const p = sandboxPaths(dir).state
+  if (!existsSync(p)) return undefined
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as SandboxState
+  } catch {
+    return undefined
+  }
+}
+
+export function writeState(state: SandboxState): void {
+  const p = sandboxPaths(state.dir).state
+  mkdirSync(dirname(p), { recursive: true, mode: 0o700 })
+  writeFileSync(`${p}.tmp`, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 })
+  renameSync(`${p}.tmp`, p)
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// All timestamps in the image are fixed so that the layer, config and manifest
+// digests are the same on every run (for a given Go toolchain's gzip output).
+var imageTime = time.Date(2019, 8, 20, 20, 19, 55, 0, time.UTC)
+
+const (
+	mediaTypeIndex    = "application/vnd.oci.image.index.v1+json"
+	mediaTypeManifest = "application/vnd.oci.image.manifest.v1+json"
+	mediaTypeConfig   = "application/vnd.oci.image.config.v1+json"
+	mediaTypeLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
+	annotationRefName = "org.opencontainers.image.ref.name"
+)
+
+type apkPackage struct {
+	name, version, origin, arch, license, description, url string
+}
+
+var apkPackages = []apkPackage{
+	{"musl", "1.1.22-r3", "musl", "x86_64", "MIT", "the musl c library (libc) implementation", "https://musl.libc.org/"},
+	{"openssl", "1.1.1c-r0", "openssl", "x86_64", "OpenSSL", "Toolkit for Transport Layer Security (TLS)", "https://www.openssl.org/"},
+}
+
+const osRelease = `NAME="Alpine Linux"
+ID=alpine
+VERSION_ID=3.10.2
+PRETTY_NAME="Alpine Linux v3.10"
+HOME_URL="https://alpinelinux.org/"
+BUG_REPORT_URL="https://bugs.alpinelinux.org/"
+`
+
+func runImage(args []string) error {
+	fs := newFlagSet("image")
+	out := fs.String("out", "", "output OCI image layout directory (required)")
+	tag := fs.String("tag", "1", "tag stored as org.opencontainers.image.ref.name in index.json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return errors.New("image: --out is required")
+	}
+	if *tag == "" || strings.ContainsAny(*tag, " \t\n/:@") {
+		return fmt.Errorf("image: invalid --tag %q", *tag)
+	}
+	return writeLayout(*out, *tag)
+}
+
+type descriptor struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Platform    *platform         `json:"platform,omitempty"`
+}
+
+type platform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+}
+
+type imageConfig struct {
+	Created      string `json:"created"`
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Config       struct {
+		Env []string `json:"Env"`
+		Cmd []string `json:"Cmd"`
+	} `json:"config"`
+	RootFS struct {
+		Type    string   `json:"type"`
+		DiffIDs []string `json:"diff_ids"`
+	} `json:"rootfs"`
+	History []struct {
+		Created   string `json:"created"`
+		CreatedBy string `json:"created_by"`
+	} `json:"history"`
+}
+
+type manifest struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Config        descriptor   `json:"config"`
+	Layers        []descriptor `json:"layers"`
+}
+
+type index struct {
+	SchemaVersion int          `json:"schemaVersion"`
+	MediaType     string       `json:"mediaType"`
+	Manifests     []descriptor `json:"manifests"`
+}
+
+func writeLayout(dir, tag string) error {
+	layerTar, err := buildLayerTar()
+	if err != nil {
+		return fmt.Errorf("image: build layer: %w", err)
+	}
+	layerGz, err := gzipBytes(layerTar)
+	if err != nil {
+		return fmt.Errorf("image: compress layer: %w", err)
+	}
+
+	var cfg imageConfig
+	cfg.Created = imageTime.Format(time.RFC3339)
+	cfg.Architecture = "amd64"
+	cfg.OS = "linux"
+	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cfg.Config.Cmd = []string{"/bin/sh"}
+	cfg.RootFS.Type = "layers"
+	cfg.RootFS.DiffIDs = []string{digestOf(layerTar)} // diff_id = digest of the uncompressed tar
+	cfg.History = append(cfg.History, struct {
+		Created   string `json:"created"`
+		CreatedBy string `json:"created_by"`
+	}{cfg.Created, "labfixtures image (alpine 3.10.2 test fixture)"})
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return fmt.Errorf("image: encode config: %w", err)
+	}
+
+	m := manifest{
+		SchemaVersion: 2,
+		MediaType:     mediaTypeManifest,
+		Config:        descriptor{MediaType: mediaTypeConfig, Digest: digestOf(cfgJSON), Size: int64(len(cfgJSON))},
+		Layers:        []descriptor{{MediaType: mediaTypeLayer, Digest: digestOf(layerGz), Size: int64(len(layerGz))}},
+	}
+	manifestJSON, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("image: encode manifest: %w", err)
+	}
+
+	idx := index{
+		SchemaVersion: 2,
+		MediaType:     mediaTypeIndex,
+		Manifests: []descriptor{{
+			MediaType:   mediaTypeManifest,
+			Digest:      digestOf(manifestJSON),
+			Size:        int64(len(manifestJSON)),
+			Annotations: map[string]string{annotationRefName: tag},
+			Platform:    &platform{Architecture: "amd64", OS: "linux"},
+		}},
+	}
+	indexJSON, err := json.Marshal(idx)
+	if err != nil {
+		return fmt.Errorf("image: encode index: %w", err)
+	}
+
+	// Overwrite: drop only the layout's own entries, never anything else in dir.
+	for _, name := range []string{"index.json", "oci-layout", "blobs"} {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("image: clean %s: %w", name, err)
+		}
+	}
+	blobDir := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobDir, 0o755); err != nil {
+		return fmt.Errorf("image: create %s: %w", blobDir, err)
+	}
+	for _, blob := range [][]byte{layerGz, cfgJSON, manifestJSON} {
+		name := strings.TrimPrefix(digestOf(blob), "sha256:")
+		if err := os.WriteFile(filepath.Join(blobDir, name), blob, 0o644); err != nil {
+			return fmt.Errorf("image: write blob: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+		return fmt.Errorf("image: write oci-layout: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), indexJSON, 0o644); err != nil {
+		return fmt.Errorf("image: write index.json: %w", err)
+	}
+	return nil
+}
+
+func buildLayerTar() ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := []string{"etc/", "lib/", "lib/apk/", "lib/apk/db/"}
+	for _, d := range dirs {
+		if err := tw.WriteHeader(&tar.Header{
+			Typeflag: tar.TypeDir, Name: d, Mode: 0o755, ModTime: imageTime, Format: tar.FormatUSTAR,
+		}); err != nil {
+			return nil, err
+		}
+	}
+	files := []struct{ name, body string }{
+		{"etc/alpine-release", "3.10.2\n"},
+		{"etc/os-release", osRelease},
+		{"lib/apk/db/installed", apkInstalled()},
+	}
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{
+			Typeflag: tar.TypeReg, Name: f.name, Mode: 0o644, Size: int64(len(f.body)),
+			ModTime: imageTime, Format: tar.FormatUSTAR,
+		}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write([]byte(f.body)); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// apkInstalled renders lib/apk/db/installed. The C: checksums are synthetic but
+// well-formed (Q1 + base64 SHA-1), as in a real database.
+func apkInstalled() string {
+	var b strings.Builder
+	for _, p := range apkPackages {
+		sum := sha1.Sum([]byte(p.name + "-" + p.version))
+		fmt.Fprintf(&b, "C:Q1%s\n", base64.StdEncoding.EncodeToString(sum[:]))
+		fmt.Fprintf(&b, "P:%s\nV:%s\nA:%s\n", p.name, p.version, p.arch)
+		fmt.Fprintf(&b, "T:%s\nU:%s\nL:%s\no:%s\n", p.description, p.url, p.license, p.origin)
+		fmt.Fprintf(&b, "t:%d\n\n", imageTime.Unix())
+	}
+	return b.String()
+}
+
+func gzipBytes(data []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	// Header ModTime/Name left zero for reproducible output.
+	if _, err := zw.Write(data); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,73 @@
+// Command labfixtures builds test fixtures for labctl's Trivy server tests:
+//
+//	labfixtures db    --out DIR --fixtures FILE[,FILE...] [--updated-at T] [--next-update T] [--downloaded-at T]
+//	labfixtures image --out OCI_DIR [--tag 1]
+//
+// "db" writes DIR/trivy.db (bbolt, loaded from bolt-fixtures YAML) and DIR/metadata.json.
+// "image" writes a tiny, deterministic Alpine 3.10.2 OCI image layout.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const usage = `usage:
+  labfixtures db --out DIR --fixtures FILE[,FILE...] [--updated-at RFC3339] [--next-update RFC3339] [--downloaded-at RFC3339]
+  labfixtures image --out OCI_DIR [--tag TAG]
+`
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(os.Stdout, usage)
+			return
+		}
+		// Always exactly one line on stderr.
+		msg := strings.TrimRight(strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ; ")), " "), " ;")
+		fmt.Fprintf(os.Stderr, "labfixtures: %s\n", msg)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("missing subcommand (db or image); run 'labfixtures help'")
+	}
+	switch args[0] {
+	case "db":
+		return runDB(args[1:])
+	case "image":
+		return runImage(args[1:])
+	case "help", "-h", "--help", "-help":
+		return flag.ErrHelp
+	default:
+		return fmt.Errorf("unknown subcommand %q (want db or image)", args[0])
+	}
+}
+
+// newFlagSet returns a FlagSet that never prints on its own: errors come back to
+// run() and are reported as a single line.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
