@@ -102,7 +102,7 @@ function issuesToProblems(issues: z.core.$ZodIssue[], doc: Document, lc: LineCou
     const pos = locate(doc, issue.path, lc)
     let message = issue.message
     if (issue.code === 'invalid_type') {
-      message = issue.input === undefined ? `required key is missing (expected ${issue.expected})` : `wrong type: expected ${issue.expected}`
+      message = doc.hasIn(issue.path as unknown[]) ? `wrong type: expected ${issue.expected}` : `required key is missing (expected ${issue.expected})`
     }
     problems.push({ file, ...pos, key: keyPath(issue.path), message })
   }

@@ -15,8 +15,17 @@ export const SANDBOX_NAMES = {
 export const TRIVY_VERSION = '0.74.0'
 export const TEST_IMAGE = 'lab/vulnerable:1'
 
-/** The repository's root (dist/src/sandbox → ../../..). */
-export const projectRoot = (): string => join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
+/** The repository's root: the nearest directory above this module holding labctl's package.json (works from src/ and dist/). */
+export function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (;;) {
+    const pkg = join(dir, 'package.json')
+    if (existsSync(pkg) && /"name":\s*"labctl"/.test(readFileSync(pkg, 'utf8'))) return dir
+    const up = dirname(dir)
+    if (up === dir) throw new Error('cannot find the labctl project root')
+    dir = up
+  }
+}
 
 export type ComponentName = 'registry' | 'dns' | 'trivy' | 'haproxy'
 export const COMPONENTS: ComponentName[] = ['registry', 'dns', 'trivy', 'haproxy']

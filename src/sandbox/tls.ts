@@ -1,3 +1,4 @@
+import 'reflect-metadata'
 import { webcrypto } from 'node:crypto'
 import * as x509 from '@peculiar/x509'
 
@@ -35,7 +36,7 @@ export async function createCa(commonName = 'labctl sandbox CA'): Promise<Pem> {
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   })
-  return { certPem: cert.toString('pem'), keyPem: await keyPem(keys.privateKey) }
+  return { certPem: `${cert.toString('pem').trim()}\n`, keyPem: await keyPem(keys.privateKey) }
 }
 
 /** A server certificate signed by the sandbox CA; validity and names are parameters so faults can be made. */
@@ -60,5 +61,5 @@ export async function issueServerCert(ca: Pem, opts: CertOptions): Promise<Pem> 
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   })
-  return { certPem: cert.toString('pem'), keyPem: await keyPem(keys.privateKey) }
+  return { certPem: `${cert.toString('pem').trim()}\n`, keyPem: await keyPem(keys.privateKey) }
 }
