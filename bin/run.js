@@ -12,7 +12,7 @@ const argv = process.argv.slice(2)
 if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
   const pkg = nodeModule.createRequire(import.meta.url)('../package.json')
   process.stdout.write(`labctl/${pkg.version} ${process.platform}-${process.arch} node-${process.version}\n`)
-} else {
+} else if (!(argv.includes('--help') || argv.includes('-h')) || !(await import('./fast-help.js')).fastHelp(new URL('../oclif.manifest.json', import.meta.url), argv)) {
   const { execute } = await import('@oclif/core')
   await execute({ dir: import.meta.url })
 }

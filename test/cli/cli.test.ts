@@ -74,3 +74,17 @@ describe('labctl binary', () => {
     expect(r.stderr).toMatch(/Nonexistent flag: --bogus/)
   })
 })
+
+describe('help', () => {
+  it('answers `CMD --help` from the manifest with the same flags oclif knows', async () => {
+    const fast = await labctl(['config', 'show', '--help'])
+    const full = await labctl(['help', 'config', 'show'])
+    expect(fast.exitCode).toBe(0)
+    expect(full.exitCode).toBe(0)
+    for (const flag of ['--json', '--lab', '--config', '--yes', '--no-prompt']) {
+      expect(fast.stdout).toContain(flag)
+      expect(full.stdout).toContain(flag)
+    }
+    expect(fast.stdout).toMatch(/\[env: LABCTL_CONFIG\]/)
+  })
+})
