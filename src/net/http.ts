@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { gunzipSync } from 'node:zlib'
 import { Agent, request, type Dispatcher } from 'undici'
 import { LabctlError, oneLine } from '../errors.js'
 import { resolveName } from './dns.js'
@@ -81,7 +82,15 @@ export async function httpRequest(
     }
     chunks.push(chunk as Buffer)
   }
-  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), durationMs: performance.now() - started }
+  let raw = Buffer.concat(chunks)
+  if (String(res.headers['content-encoding'] ?? '').includes('gzip')) {
+    try {
+      raw = gunzipSync(raw, { maxOutputLength: max })
+    } catch {
+      /* leave as sent; the caller reports an unreadable body */
+    }
+  }
+  return { status: res.statusCode, headers: res.headers, body: raw.toString('utf8'), durationMs: performance.now() - started }
 }
 
 /** Short, printable description of a network error (no stack, no request echo). */

@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs'
+import { checkServerIdentity, connect, type PeerCertificate } from 'node:tls'
+
+export type TlsInfo = {
+  authorized: boolean
+  authorizationError?: string
+  nameError?: string
+  subject: string
+  issuer: string
+  altNames: string
+  validFrom: Date
+  validTo: Date
+  daysLeft: number
+}
+
+/** Connects to ADDRESS:PORT presenting NAME (SNI) and reads the chain verdict, name match and expiry. */
+export function inspectTls(opts: { address: string; port: number; servername: string; caFile?: string | undefined; timeoutMs: number }): Promise<TlsInfo> {
+  const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: opts.address, port: opts.port, servername: opts.servername, rejectUnauthorized: false, ...(ca ? { ca } : {}) })
+    sock.setTimeout(opts.timeoutMs, () => sock.destroy(Object.assign(new Error(`TLS handshake timed out after ${opts.timeoutMs} ms`), { code: 'ETIMEDOUT' })))
+    sock.once('error', reject)
+    sock.once('secureConnect', () => {
+      const cert = sock.getPeerCertificate() as PeerCertificate
+      const nameErr = checkServerIdentity(opts.servername, cert)
+      const validTo = new Date(cert.valid_to)
+      const info: TlsInfo = {
+        authorized: sock.authorized,
+        subject: String(cert.subject?.CN ?? ''),
+        issuer: String(cert.issuer?.CN ?? ''),
+        altNames: cert.subjectaltname ?? '',
+        validFrom: new Date(cert.valid_from),
+        validTo,
+        daysLeft: Math.floor((validTo.getTime() - Date.now()) / 86_400_000),
+        ...(sock.authorizationError ? { authorizationError: String(sock.authorizationError) } : {}),
+        ...(nameErr ? { nameError: nameErr.message } : {}),
+      }
+      sock.end()
+      resolve(info)
+    })
+  })
+}
