@@ -76,8 +76,9 @@ export abstract class LabctlCommand<T> extends Command {
     } else if (err instanceof Errors.ExitError) {
       throw err
     } else if (err instanceof Errors.CLIError || (err as { oclif?: unknown }).oclif) {
-      // oclif's own parse/usage errors (unknown flag, missing argument, bad value).
-      exit = 'parse' in err || err.oclif?.exit === 2 ? ExitCode.Usage : ExitCode.Failure
+      // oclif's own errors are parse/usage errors (unknown or repeated flag, missing argument, bad
+      // value): labctl never calls this.error(), its own failures are LabctlErrors.
+      exit = ExitCode.Usage
       code = exit === ExitCode.Usage ? 'USAGE' : 'FAILURE'
       suggestion = `see \`labctl ${this.id?.replaceAll(':', ' ') ?? ''} --help\``
     } else {

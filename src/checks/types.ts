@@ -20,6 +20,8 @@ export type CheckSpec = {
   name: string
   host: string
   timeoutMs: number
+  /** What to do next when the check could not even complete (timeout, refused, TLS error). */
+  fix?: string
   run: (signal: AbortSignal) => Promise<Omit<CheckResult, 'check' | 'name' | 'host' | 'durationMs'>>
 }
 
@@ -44,6 +46,7 @@ export async function runCheck(spec: CheckSpec, describeError: (err: unknown) =>
       host: spec.host,
       status: 'fail',
       detail: describeError(err),
+      ...(spec.fix ? { fix: spec.fix } : {}),
       durationMs: Math.round(performance.now() - started),
     }
   } finally {

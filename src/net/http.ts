@@ -97,6 +97,7 @@ export async function httpRequest(
 export function describeNetError(err: unknown, timeoutMs?: number): string {
   const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string; message?: string } }
   const code = e.cause?.code ?? e.code
+  if (code === 'CHECK_TIMEOUT') return `${e.message ?? 'timed out'}: no answer (a hung server accepts connections and never replies)`
   if (e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') {
     return `timed out${timeoutMs ? ` after ${timeoutMs} ms` : ''}`
   }

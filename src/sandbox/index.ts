@@ -81,7 +81,18 @@ function logTail(p: SandboxPaths, name: string): string {
   }
 }
 
-function writeSecretFile(path: string, content: string): void {
+/** The token the sandbox server accepts, from its EnvironmentFile. */
+export function readServerToken(p: SandboxPaths): string {
+  const line = readFileSync(p.serverEnv, 'utf8').split('\n').find((l) => l.startsWith('TRIVY_TOKEN='))
+  return (line ?? '').slice('TRIVY_TOKEN='.length).trim()
+}
+
+export function writeServerToken(p: SandboxPaths, token: string): void {
+  mkdirSync(join(p.serverEnv, '..'), { recursive: true, mode: 0o700 })
+  writeSecretFile(p.serverEnv, `# labctl sandbox: trivy server environment\nTRIVY_TOKEN=${token}\n`)
+}
+
+export function writeSecretFile(path: string, content: string): void {
   writeFileSync(path, content, { mode: 0o600 })
   chmodSync(path, 0o600)
 }
@@ -155,7 +166,7 @@ async function startComponent(name: ComponentName, state: SandboxState, p: Sandb
     case 'dns':
       return spawnDaemon(tools.dnsmasq, dnsmasqArgs(state, p), { log })
     case 'trivy': {
-      const token = readFileSync(p.token, 'utf8').trim()
+      const token = readServerToken(p)
       // The token travels in the environment (TRIVY_TOKEN), never in argv.
       const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.dir, TRIVY_TOKEN: token, TRIVY_NO_PROGRESS: 'true' }
       return spawnDaemon(
@@ -181,11 +192,30 @@ export async function restartComponent(name: ComponentName, state: SandboxState,
   const pid = await startComponent(name, state, p, tools)
   state.pids[name] = pid
   writeState(state)
-  const ok = await waitFor(() => healthy(name, state), 20_000)
+  let ok = await waitFor(() => healthy(name, state), 20_000)
+  // After a Trivy restart HAProxy needs a health-check round to mark the backend up again.
+  if (ok && name === 'trivy' && isAlive(state.pids.haproxy)) ok = await waitFor(() => edgeHealthy(state), 10_000)
   if (!ok) {
     throw new LabctlError(`sandbox ${name} did not become healthy on 127.0.0.1:${state.ports[name]}: ${logTail(p, name)}`, {
       suggestion: `see ${join(p.logs, `${name}.log`)}; then \`labctl sandbox down && labctl sandbox up\``,
     })
+  }
+}
+
+/** HAProxy's view of the backend: /healthz through the TLS edge answers ok. */
+async function edgeHealthy(state: SandboxState): Promise<boolean> {
+  const p = sandboxPaths(state.dir)
+  const ca = readFileSync(p.caCert, 'utf8')
+  const { Agent } = await import('undici')
+  const agent = new Agent({ connect: { ca, servername: SANDBOX_NAMES.publicName, rejectUnauthorized: false } })
+  try {
+    const res = await request(`https://127.0.0.1:${state.ports.haproxy}/healthz`, { dispatcher: agent, headersTimeout: 1000, bodyTimeout: 1000 })
+    const body = await res.body.text()
+    return res.statusCode === 200 && body.trim() === 'ok'
+  } catch {
+    return false
+  } finally {
+    await agent.close()
   }
 }
 
@@ -276,6 +306,7 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}
   try {
     progress('token and TLS: generating a token, a CA and the public certificate')
     if (!existsSync(p.token)) writeSecretFile(p.token, `${randomBytes(32).toString('base64url')}\n`)
+    writeServerToken(p, readFileSync(p.token, 'utf8').trim())
     const { createCa } = await import('./tls.js')
     const ca = await createCa()
     writeFileSync(p.caCert, ca.certPem)
@@ -318,6 +349,7 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
   const dir = opts.dir ?? sandboxDir()
   const state = readState(dir)
   const stopped: ComponentName[] = []
+  if (state?.hungPid) await stopProcess(state.hungPid)
   if (state) {
     // Stop the edge first, the data last, so nothing serves half a lab.
     for (const name of [...COMPONENTS].reverse()) {

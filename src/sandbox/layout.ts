@@ -41,6 +41,10 @@ export type SandboxState = {
   trivyVersion: string
   image: string
   inventoryPath: string
+  /** Faults injected by `labctl sandbox break`, cleared by `heal`. */
+  faults?: string[]
+  /** PID of the stand-in that replaces Trivy during the "hung" fault. */
+  hungPid?: number
 }
 
 export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -63,6 +67,8 @@ export function sandboxPaths(dir: string) {
     trivyDb: join(dir, 'trivy', 'cache', 'db'),
     image: join(dir, 'image-oci'),
     secrets: join(dir, 'secrets', 'trivy-vm'),
+    /** The server's EnvironmentFile (TRIVY_TOKEN=…), as /etc/trivy/trivy-server.env on trivy-0. */
+    serverEnv: join(dir, 'server', 'trivy-server.env'),
     token: join(dir, 'secrets', 'trivy-vm', 'token'),
   }
 }

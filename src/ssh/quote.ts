@@ -1,7 +1,10 @@
 import { LabctlError } from '../errors.js'
 
-/** Characters that never need quoting in a POSIX shell word (no globbing, expansion, tilde or brace meaning). */
-const SAFE_WORD = /^[A-Za-z0-9_\/.,:=@%+-]+$/
+/**
+ * Words that never need quoting in a POSIX shell (no globbing, expansion, tilde or brace meaning).
+ * A leading '=' is excluded: zsh expands `=cmd` to a path.
+ */
+const SAFE_WORD = /^[A-Za-z0-9_\/.,:@%+-][A-Za-z0-9_\/.,:=@%+-]*$/
 
 /** One argument as a single POSIX shell word: bare when harmless, else single-quoted ('\'' for embedded quotes). */
 export function quoteArg(arg: string): string {

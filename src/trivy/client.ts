@@ -7,13 +7,16 @@ import { oneLine } from '../errors.js'
 import { which } from '../sandbox/prereqs.js'
 import { redact } from './token.js'
 
+/** Keeps the client from phoning home: both are needed, or it looks up its update server. */
+const QUIET_ENV = { TRIVY_NO_PROGRESS: 'true', TRIVY_SKIP_VERSION_CHECK: 'true', TRIVY_DISABLE_TELEMETRY: 'true' }
+
 /** The local trivy client: LABCTL_TRIVY_BIN, else `trivy` on PATH. */
 export function findTrivyClient(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return env.LABCTL_TRIVY_BIN || which('trivy')
 }
 
 export async function clientVersion(bin: string, timeoutMs = 10_000): Promise<string> {
-  const r = await execa(bin, ['version', '--format', 'json'], { timeout: timeoutMs, env: { TRIVY_NO_PROGRESS: 'true' } })
+  const r = await execa(bin, ['version', '--format', 'json'], { timeout: timeoutMs, env: QUIET_ENV })
   return z.object({ Version: z.string() }).parse(JSON.parse(r.stdout)).Version
 }
 
@@ -47,14 +50,14 @@ export async function scanImage(opts: {
     HOME: cache,
     TRIVY_TOKEN: opts.token,
     TRIVY_TOKEN_HEADER: opts.tokenHeader,
-    TRIVY_NO_PROGRESS: 'true',
+    ...QUIET_ENV,
   }
   if (opts.caFile) env.SSL_CERT_FILE = opts.caFile
   if (opts.proxyUrl) env.HTTPS_PROXY = opts.proxyUrl
   try {
     const r = await execa(
       opts.bin,
-      ['image', '--server', opts.serverUrl, '--format', 'json', '--quiet', '--scanners', 'vuln', '--image-src', 'remote', '--cache-dir', cache, '--timeout', `${Math.ceil(opts.timeoutMs / 1000)}s`, opts.image],
+      ['image', '--server', opts.serverUrl, '--format', 'json', '--quiet', '--scanners', 'vuln', '--skip-version-check', '--disable-telemetry', '--skip-java-db-update', '--skip-check-update', '--image-src', 'remote', '--cache-dir', cache, '--timeout', `${Math.ceil(opts.timeoutMs / 1000)}s`, opts.image],
       { env, extendEnv: false, timeout: opts.timeoutMs + 5000, reject: false, ...(opts.signal ? { cancelSignal: opts.signal } : {}) },
     )
     if (r.exitCode !== 0) {

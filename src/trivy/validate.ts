@@ -90,8 +90,10 @@ export function planChecks(opts: ValidateOptions): { specs: CheckSpec[]; cleanup
     if (err instanceof HttpAnswerError || err instanceof LabctlError) return err.message
     return redact(describeNetError(err), [token])
   }
+  const edgeFix = `check the HAProxy edge and the public name: \`labctl trivy validate --only dns,tls\`, then \`labctl trivy status\``
+  const hostFix = (h: string) => `check the service on ${h}: \`labctl trivy status --host ${h}\` (or \`labctl runbook run scan-hangs\`)`
   const add = (s: Omit<CheckSpec, 'timeoutMs'> & { timeoutMs?: number }): void => {
-    specs.push({ timeoutMs, ...s })
+    specs.push({ timeoutMs, fix: s.host === 'edge' ? edgeFix : hostFix(s.host), ...s })
   }
 
   // DNS: every configured name, asked of the lab's DNS servers.
@@ -149,10 +151,12 @@ export function planChecks(opts: ValidateOptions): { specs: CheckSpec[]; cleanup
         const renew = `renew the certificate on the HAProxy edge, or run \`${RUNBOOK('tls-cert-expiry')}\``
         if (t.authorizationError === 'CERT_HAS_EXPIRED' || t.daysLeft < 0) return fail(`certificate for ${t.subject} expired on ${when}`, renew)
         if (t.authorizationError === 'CERT_NOT_YET_VALID') return fail(`certificate for ${t.subject} is not valid before ${t.validFrom.toISOString()}`, 'check the edge clock and certificate')
+        if (t.nameError || t.authorizationError === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+          return fail(`certificate does not cover ${publicUrl.hostname} (it is for ${t.altNames || t.subject})`, `install a certificate for ${publicUrl.hostname} on the HAProxy edge`)
+        }
         if (!t.authorized) {
           return fail(`certificate chain does not verify (${t.authorizationError}); issuer "${t.issuer}"`, caFile ? `check that ${caFile} holds the issuing CA` : 'set trivy.caBundle to the lab CA, or install the CA in the system store')
         }
-        if (t.nameError) return fail(`certificate does not cover ${publicUrl.hostname} (it is for ${t.altNames || t.subject})`, `install a certificate for ${publicUrl.hostname} on the HAProxy edge`)
         const detail = `chain verifies, name matches, expires ${when} (${t.daysLeft} days)`
         if (t.daysLeft < inv.thresholds.certCritDays) return fail(`${detail}: below ${inv.thresholds.certCritDays} days`, renew)
         if (t.daysLeft < inv.thresholds.certWarnDays) return warn(`${detail}: below ${inv.thresholds.certWarnDays} days`, renew)

@@ -68,10 +68,15 @@ describe('labctl binary', () => {
     expect(lab.stderr).toMatch(/labs\/no-such-lab\.yaml/)
   })
 
-  it('exits 2 on an unknown flag', async () => {
+  it('exits 2 on an unknown flag, a repeated flag or a bad value', async () => {
     const r = await labctl(['config', 'validate', '--bogus'])
     expect(r.exitCode).toBe(2)
     expect(r.stderr).toMatch(/Nonexistent flag: --bogus/)
+    const twice = await labctl(['trivy', 'validate', '--timeout', '1', '--timeout', '2'])
+    expect(twice.exitCode).toBe(2)
+    expect(twice.stderr).toMatch(/can only be specified once/)
+    const bad = await labctl(['trivy', 'validate', '--timeout', 'soon'])
+    expect(bad.exitCode).toBe(2)
   })
 })
 
