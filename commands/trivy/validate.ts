@@ -1,11 +1,9 @@
 import { writeFileSync } from 'node:fs'
 import { Flags } from '@oclif/core'
-import { Listr, ProcessOutput } from 'listr2'
 import { LabctlCommand, describe } from '../_base.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { CHECK_NAMES, runValidate, type CheckName, type ValidateResult } from '../../src/trivy/validate.js'
-import { toJUnit } from '../../src/report/junit.js'
 import type { CheckResult, CheckSpec } from '../../src/checks/types.js'
 
 const MARK: Record<CheckResult['status'], string> = { pass: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' }
@@ -79,7 +77,7 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
     const live = !this.jsonEnabled() && process.stderr.isTTY && !process.env.CI
     const result = live ? await this.runLive(opts) : await runValidate(opts)
     for (const w of result.warnings) this.warn(w)
-    if (flags.junit) writeFileSync(flags.junit, toJUnit('labctl.trivy.validate', result.checks))
+    if (flags.junit) writeFileSync(flags.junit, (await import('../../src/report/junit.js')).toJUnit('labctl.trivy.validate', result.checks))
     if (!this.jsonEnabled()) {
       for (const r of result.checks) this.log(checkLine(r))
       const s = result.summary
@@ -100,6 +98,7 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
       done.get(i)?.(r)
     })
     const specs = await Promise.race([specsReady, run.then(() => [] as CheckSpec[])])
+    const { Listr, ProcessOutput } = await import('listr2')
     const list = new Listr(
       specs.map((spec, i) => ({
         title: spec.name,

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LabctlError, UsageError } from '../errors.js'
 import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, writeState, type SandboxState } from './layout.js'
-import { buildDb, restartComponent, stopComponent, writeServerCert, writeServerToken } from './index.js'
+import { restartComponent, stopComponent, writeServerCert } from './index.js'
+import { buildHostDb, CACHE_DIR, hostExec, writeHostEnv } from './host.js'
 import { isAlive, spawnDaemon, stopProcess, waitFor, portOpen } from './proc.js'
 import { findTools } from './prereqs.js'
 
@@ -38,7 +39,7 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
   const tools = findTools()
   switch (f) {
     case 'wrong-token':
-      writeServerToken(p, randomBytes(32).toString('base64url'))
+      await writeHostEnv(state, randomBytes(32).toString('base64url'))
       await restartComponent('trivy', state, tools)
       break
     case 'service-stopped':
@@ -56,16 +57,17 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
       // Trivy refuses to start with no DB at all under --skip-db-update; zero dates are what an
       // unfinished download leaves, and /version then shows no VulnerabilityDB.
       const zero = '0001-01-01T00:00:00Z'
-      writeFileSync(join(p.trivyDb, 'metadata.json'), JSON.stringify({ Version: 2, NextUpdate: zero, UpdatedAt: zero, DownloadedAt: zero }))
+      const meta = JSON.stringify({ Version: 2, NextUpdate: zero, UpdatedAt: zero, DownloadedAt: zero })
+      await hostExec(state, ['sh', '-c', `cat > ${CACHE_DIR}/db/metadata.json`], { input: meta })
       await restartComponent('trivy', state, tools)
       break
     }
     case 'db-corrupt':
-      writeFileSync(join(p.trivyDb, 'trivy.db'), randomBytes(64 * 1024))
+      await hostExec(state, ['sh', '-c', `cat > ${CACHE_DIR}/db/trivy.db`], { input: randomBytes(64 * 1024).toString('latin1') })
       await restartComponent('trivy', state, tools).catch(() => undefined)
       break
     case 'db-stale':
-      await buildDb(p, tools, { updatedAt: new Date(Date.now() - 72 * 3_600_000), nextUpdate: new Date(Date.now() - 60 * 3_600_000) })
+      await buildHostDb(state, tools, { updatedAt: new Date(Date.now() - 72 * 3_600_000), nextUpdate: new Date(Date.now() - 60 * 3_600_000) })
       await restartComponent('trivy', state, tools)
       break
     case 'dns-removed':
@@ -98,8 +100,8 @@ export async function healSandbox(dir = sandboxDir()): Promise<{ healed: string[
   const healed = state.faults ?? []
   if (state.hungPid && isAlive(state.hungPid)) await stopProcess(state.hungPid)
   delete state.hungPid
-  writeServerToken(p, readFileSync(p.token, 'utf8').trim())
-  await buildDb(p, tools)
+  await writeHostEnv(state, readFileSync(p.token, 'utf8').trim())
+  await buildHostDb(state, tools)
   state.dnsRecords = [
     { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
     { name: SANDBOX_NAMES.alias, cname: SANDBOX_NAMES.fqdn },

@@ -9,6 +9,7 @@ import { labsDir } from '../paths.js'
 import type { CertOptions } from './tls.js'
 import { findTools, type Tools } from './prereqs.js'
 import { freePorts, isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from './proc.js'
+import { buildHostDb, ensureKeys, hostPaths, HOST_USER, provisionHost, SERVICE, startHost, stopHost, systemctl, trivyPid, writeKnownHosts } from './host.js'
 import {
   COMPONENTS,
   SANDBOX_NAMES,
@@ -45,7 +46,7 @@ async function healthy(name: ComponentName, state: SandboxState): Promise<boolea
     case 'registry':
       return httpOk(`http://127.0.0.1:${port}/v2/`).catch(() => false)
     default:
-      return portOpen(port)
+      return port ? portOpen(port) : false
   }
 }
 
@@ -54,7 +55,7 @@ export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> 
   if (!state) return { up: false, dir, components: [] }
   const components = await Promise.all(
     COMPONENTS.map(async (name): Promise<ComponentStatus> => {
-      const pid = state.pids[name]
+      const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
       const running = isAlive(pid)
       const ok = running && (await healthy(name, state))
       const detail = !running ? 'not running' : ok ? `listening on 127.0.0.1:${state.ports[name]}` : `running but not answering on 127.0.0.1:${state.ports[name]}`
@@ -79,17 +80,6 @@ function logTail(p: SandboxPaths, name: string): string {
   } catch {
     return 'no log'
   }
-}
-
-/** The token the sandbox server accepts, from its EnvironmentFile. */
-export function readServerToken(p: SandboxPaths): string {
-  const line = readFileSync(p.serverEnv, 'utf8').split('\n').find((l) => l.startsWith('TRIVY_TOKEN='))
-  return (line ?? '').slice('TRIVY_TOKEN='.length).trim()
-}
-
-export function writeServerToken(p: SandboxPaths, token: string): void {
-  mkdirSync(join(p.serverEnv, '..'), { recursive: true, mode: 0o700 })
-  writeSecretFile(p.serverEnv, `# labctl sandbox: trivy server environment\nTRIVY_TOKEN=${token}\n`)
 }
 
 export function writeSecretFile(path: string, content: string): void {
@@ -165,16 +155,12 @@ async function startComponent(name: ComponentName, state: SandboxState, p: Sandb
       return spawnDaemon(tools.registry, ['serve', p.registryCfg], { log })
     case 'dns':
       return spawnDaemon(tools.dnsmasq, dnsmasqArgs(state, p), { log })
-    case 'trivy': {
-      const token = readServerToken(p)
-      // The token travels in the environment (TRIVY_TOKEN), never in argv.
-      const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: p.dir, TRIVY_TOKEN: token, TRIVY_NO_PROGRESS: 'true' }
-      return spawnDaemon(
-        tools.trivy,
-        ['server', '--listen', `127.0.0.1:${state.ports.trivy}`, '--cache-dir', p.trivyCache, '--skip-db-update'],
-        { log, env },
-      )
-    }
+    case 'host':
+      return startHost(state, p)
+    case 'trivy':
+      // On the host, under the systemd stand-in; the token is in its EnvironmentFile, never argv.
+      await systemctl(state, 'start', SERVICE)
+      return trivyPid(p) ?? 0
     case 'haproxy':
       writeFileSync(p.haproxyCfg, haproxyConfig(state, p))
       await execa(tools.haproxy, ['-c', '-f', p.haproxyCfg], { timeout: 10_000 }).catch((err: { stderr?: string }) => {
@@ -188,7 +174,9 @@ async function startComponent(name: ComponentName, state: SandboxState, p: Sandb
 /** (Re)starts one component and waits until it answers. Used by `up` and by fault drills. */
 export async function restartComponent(name: ComponentName, state: SandboxState, tools = findTools()): Promise<void> {
   const p = sandboxPaths(state.dir)
-  await stopProcess(state.pids[name])
+  if (name === 'trivy') await systemctl(state, 'stop', SERVICE).catch(() => undefined)
+  else if (name === 'host') await stopHost(state, p)
+  else await stopProcess(state.pids[name])
   const pid = await startComponent(name, state, p, tools)
   state.pids[name] = pid
   writeState(state)
@@ -220,20 +208,11 @@ async function edgeHealthy(state: SandboxState): Promise<boolean> {
 }
 
 export async function stopComponent(name: ComponentName, state: SandboxState): Promise<void> {
-  await stopProcess(state.pids[name])
+  if (name === 'trivy') await systemctl(state, 'stop', SERVICE).catch(() => undefined)
+  else if (name === 'host') await stopHost(state, sandboxPaths(state.dir))
+  else await stopProcess(state.pids[name])
   delete state.pids[name]
   writeState(state)
-}
-
-/** Writes a DB for the sandbox's Trivy from the project's YAML fixtures (`labfixtures db`). */
-export async function buildDb(p: SandboxPaths, tools: Tools, opts: { updatedAt?: Date; nextUpdate?: Date } = {}): Promise<void> {
-  const fixturesDir = join(projectRoot(), 'test', 'fixtures', 'db')
-  const fixtures = readdirSync(fixturesDir).filter((f) => f.endsWith('.yaml')).map((f) => join(fixturesDir, f))
-  const args = ['db', '--out', p.trivyDb, '--fixtures', fixtures.join(',')]
-  if (opts.updatedAt) args.push('--updated-at', opts.updatedAt.toISOString(), '--downloaded-at', opts.updatedAt.toISOString())
-  if (opts.nextUpdate) args.push('--next-update', opts.nextUpdate.toISOString())
-  mkdirSync(p.trivyDb, { recursive: true })
-  await execa(tools.labfixtures, args, { timeout: 60_000 })
 }
 
 export async function writeServerCert(p: SandboxPaths, opts: CertOptions): Promise<void> {
@@ -253,7 +232,9 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
       publicUrl: `https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}`,
       caBundle: p.caCert,
       tokenHeader: 'Trivy-Token',
-      cacheDir: p.trivyCache,
+      cacheDir: '/var/lib/trivy',
+      serviceName: SERVICE,
+      envFile: '/etc/trivy/trivy-server.env',
       hosts: [
         {
           name: 'trivy-0',
@@ -262,6 +243,14 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
           address: '127.0.0.1',
           listen: `127.0.0.1:${state.ports.trivy}`,
           debugUrl: `http://${SANDBOX_NAMES.fqdn}:${state.ports.trivy}`,
+          ssh: {
+            user: HOST_USER,
+            port: state.ports.host,
+            identityFile: hostPaths(p).clientKey,
+            knownHostsFile: hostPaths(p).knownHosts,
+            connectTimeoutMs: 5000,
+          },
+          sudo: true,
         },
       ],
     },
@@ -283,14 +272,14 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}
   }
 
   const p = sandboxPaths(dir)
-  for (const d of [p.dir, p.logs, p.tls, p.registryData, p.trivyCache, p.secrets]) mkdirSync(d, { recursive: true, mode: 0o700 })
+  for (const d of [p.dir, p.logs, p.tls, p.registryData, p.secrets]) mkdirSync(d, { recursive: true, mode: 0o700 })
   chmodSync(p.secrets, 0o700)
-  const [registry, dns, trivy, haproxy] = (await freePorts(4)) as [number, number, number, number]
+  const [registry, dns, host, trivy, haproxy] = (await freePorts(5)) as [number, number, number, number, number]
   const state: SandboxState = {
     version: 1,
     dir,
     startedAt: new Date().toISOString(),
-    ports: { registry, dns, trivy, haproxy },
+    ports: { registry, dns, host, trivy, haproxy },
     pids: {},
     dnsRecords: [
       { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
@@ -306,22 +295,26 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}
   try {
     progress('token and TLS: generating a token, a CA and the public certificate')
     if (!existsSync(p.token)) writeSecretFile(p.token, `${randomBytes(32).toString('base64url')}\n`)
-    writeServerToken(p, readFileSync(p.token, 'utf8').trim())
     const { createCa } = await import('./tls.js')
     const ca = await createCa()
     writeFileSync(p.caCert, ca.certPem)
     writeSecretFile(p.caKey, ca.keyPem)
     await writeServerCert(p, { names: [...SANDBOX_NAMES.certNames] })
 
-    progress('trivy DB: building the vulnerability DB from test/fixtures/db')
-    await buildDb(p, tools)
+    await ensureKeys(p)
+    writeKnownHosts(state, p)
     if (!existsSync(join(p.image, 'index.json'))) {
       progress('test image: building the OCI layout')
       await execa(tools.labfixtures, ['image', '--out', p.image, '--tag', '1'], { timeout: 60_000 })
     }
 
     for (const name of COMPONENTS) {
-      progress(`${name}: starting on 127.0.0.1:${state.ports[name]}`)
+      if (name === 'trivy') {
+        progress('trivy-0: provisioning (users, sudo, systemd stand-in, trivy, unit) and building the DB from test/fixtures/db')
+        await provisionHost(state, p, tools, readFileSync(p.token, 'utf8').trim())
+        await buildHostDb(state, tools)
+      }
+      progress(`${name === 'host' ? 'trivy-0 sshd' : name}: starting on 127.0.0.1:${state.ports[name]}`)
       await restartComponent(name, state, tools)
     }
     progress(`registry: pushing ${TEST_IMAGE} with skopeo`)
@@ -353,8 +346,14 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
   if (state) {
     // Stop the edge first, the data last, so nothing serves half a lab.
     for (const name of [...COMPONENTS].reverse()) {
-      const pid = state.pids[name]
-      if (pid && isAlive(pid)) {
+      const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
+      if (name === 'host') {
+        const wasUp = isAlive(pid)
+        await stopHost(state, sandboxPaths(dir))
+        if (wasUp) stopped.push(name)
+      } else if (name === 'trivy') {
+        if (pid) stopped.push(name)
+      } else if (pid && isAlive(pid)) {
         await stopProcess(pid)
         stopped.push(name)
       }
@@ -363,8 +362,9 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
   const leftover: string[] = []
   if (state) {
     for (const name of COMPONENTS) {
-      if (isAlive(state.pids[name])) leftover.push(`${name} pid ${state.pids[name]}`)
-      else if (await portOpen(state.ports[name])) leftover.push(`${name} port ${state.ports[name]}`)
+      const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
+      if (isAlive(pid)) leftover.push(`${name} pid ${pid}`)
+      else if (state.ports[name] && (await portOpen(state.ports[name]))) leftover.push(`${name} port ${state.ports[name]}`)
     }
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })
   }

@@ -27,8 +27,9 @@ export function projectRoot(): string {
   }
 }
 
-export type ComponentName = 'registry' | 'dns' | 'trivy' | 'haproxy'
-export const COMPONENTS: ComponentName[] = ['registry', 'dns', 'trivy', 'haproxy']
+export type ComponentName = 'registry' | 'dns' | 'host' | 'trivy' | 'haproxy'
+/** In start order: the edge last, so it never fronts half a lab. */
+export const COMPONENTS: ComponentName[] = ['registry', 'dns', 'host', 'trivy', 'haproxy']
 
 export type SandboxState = {
   version: 1
@@ -63,12 +64,8 @@ export function sandboxPaths(dir: string) {
     haproxyCfg: join(dir, 'haproxy.cfg'),
     registryCfg: join(dir, 'registry.yml'),
     registryData: join(dir, 'registry-data'),
-    trivyCache: join(dir, 'trivy', 'cache'),
-    trivyDb: join(dir, 'trivy', 'cache', 'db'),
     image: join(dir, 'image-oci'),
     secrets: join(dir, 'secrets', 'trivy-vm'),
-    /** The server's EnvironmentFile (TRIVY_TOKEN=…), as /etc/trivy/trivy-server.env on trivy-0. */
-    serverEnv: join(dir, 'server', 'trivy-server.env'),
     token: join(dir, 'secrets', 'trivy-vm', 'token'),
   }
 }

@@ -61,12 +61,16 @@ export type SshPoolOptions = {
 }
 
 export type RunOptions = {
-  /** Run through `sudo -n` (skipped when already logged in as root and no `user` is given). */
+  /**
+   * The step needs privileges: run through `sudo -n`, unless logged in as root or the inventory host says
+   * `sudo: false` (then the command runs as the login user).
+   */
   sudo?: boolean
   /** Run as this user through `sudo -n -u USER`. */
   user?: string
   /** Sent on the command's stdin, then EOF: the only way a secret reaches a remote command. */
   stdin?: string | Buffer
+  /** Command timeout (default: the pool's commandTimeoutMs, 5 min); enforced on the host with timeout(1). */
   timeoutMs?: number
   /** Throw a LabctlError when the command exits non-zero. */
   check?: boolean
@@ -83,7 +87,7 @@ export type RunResult = {
   signal?: string
   stdout: string
   stderr: string
-  /** The command line as sent (quoted argv). */
+  /** The command line (quoted argv, with its sudo prefix; the timeout(1) wrapper labctl adds is not shown). */
   command: string
 }
 
@@ -93,7 +97,7 @@ export type WriteFileOptions = {
   /** Owner and group (names or numbers): the file is installed with `install -o -g` (through sudo -n unless root). */
   owner?: string
   group?: string
-  /** Write through sudo -n even without owner/group (a directory the login user cannot write). */
+  /** Write through sudo -n even without owner/group (a directory the login user cannot write); same rules as RunOptions.sudo. */
   sudo?: boolean
   /** Keep the replaced file as TARGET.prev (default true). */
   keepPrevious?: boolean
@@ -131,6 +135,10 @@ type Conn = {
 type ExecOutcome = { code: number; signal?: string; stdout: Buffer; stderr: Buffer }
 
 const DEFAULT_IDENTITIES = ['id_ed25519', 'id_ecdsa', 'id_rsa']
+/** Seconds between timeout(1)'s SIGTERM and its SIGKILL. */
+const KILL_AFTER_S = 5
+/** The shell saying it has no `timeout` (not GNU timeout saying the command is missing). */
+const TIMEOUT_MISSING = /(^|[\s:])timeout: (command )?not found/m
 const INSTALL_SCRIPT = [
   'set -eu',
   'src=$1 target=$2 mode=$3 owner=$4 group=$5 keep=$6',
@@ -169,6 +177,11 @@ function killRemote(stream: ClientChannel): void {
 
 function isScannerHost(h: SshHost): h is ScannerHost {
   return 'fqdn' in h && 'ssh' in h
+}
+
+/** `sudo: true` asks for privileges; an inventory host with `sudo: false` gets the step without sudo. */
+function useSudo(h: SshHost, wanted: boolean | undefined): boolean {
+  return wanted === true && (!isScannerHost(h) || h.sudo)
 }
 
 /** An inventory host as an SshTarget: connect to its address when known (no DNS needed), else its FQDN. */
@@ -269,7 +282,7 @@ export class SshPool {
       const user = cfg.userKnownHostsFiles?.map((f) => this.expandPath(f, tokens)) ?? [join(this.home, '.ssh', 'known_hosts'), join(this.home, '.ssh', 'known_hosts2')]
       knownHostsFiles = [...user, '/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2']
     }
-    const hostKeyNames = [...new Set([host, t.host, ...(t.address ? [t.address] : [])].map((n) => knownHostName(n, port)))]
+    const hostKeyNames = [...new Set([t.host, host, ...(t.address ? [t.address] : [])].map((n) => knownHostName(n, port)))]
     const jumpSpec = t.jumpHost ?? cfg.proxyJump
     let jump: ResolvedTarget | undefined
     if (jumpSpec) {
@@ -338,6 +351,15 @@ export class SshPool {
     const ctx: SshErrorContext = { label: r.label, host: r.host, port: r.port, user: r.user, timeoutMs: r.connectTimeoutMs, triedAuth: auth.skipped.map((s) => `skipped ${s}`), ...(via ? { via } : {}) }
     const known = lookupKnownHosts(r.knownHostsFiles, r.hostKeyNames).filter((e) => e.marker === undefined)
     const client = new Client()
+    const conn: Conn = { client, target: r, closed: false, active: 0, waiting: [] }
+    client.on('close', () => {
+      conn.closed = true
+      this.live.delete(conn)
+      // Forget a dead connection so that the next step reconnects.
+      const p = this.conns.get(r.key)
+      if (p) void p.then((c) => c === conn && this.conns.get(r.key) === p && this.conns.delete(r.key)).catch(() => undefined)
+      for (const w of conn.waiting.splice(0)) w()
+    })
     let hostKeyError: LabctlError | undefined
     let acceptBlob: Buffer | undefined
 
@@ -418,15 +440,8 @@ export class SshPool {
       const info = hostKeyInfo(acceptBlob)
       this.log(`ssh: recorded host key of ${r.label} (${info.label} ${info.fingerprint}) in ${r.knownHostsWriteFile}: ${lines.length} line(s)`)
     }
-    const conn: Conn = { client, target: r, closed: false, active: 0, waiting: [] }
+    if (conn.closed) throw this.lostError(conn, 'right after connecting')
     this.live.add(conn)
-    client.on('close', () => {
-      conn.closed = true
-      this.live.delete(conn)
-      const p = this.conns.get(r.key)
-      if (p) void p.then((c) => c === conn && this.conns.get(r.key) === p && this.conns.delete(r.key)).catch(() => undefined)
-      for (const w of conn.waiting.splice(0)) w()
-    })
     this.log(`ssh: connected to ${r.label}${via ? ` ${via}` : ''}`)
     return conn
   }
@@ -532,16 +547,15 @@ export class SshPool {
     })
   }
 
-  private async exec(c: Conn, command: string, o: RunOptions): Promise<ExecOutcome> {
+  /** Runs COMMAND on one channel; LOCALDEADLINEMS is the backstop after which the channel is abandoned. */
+  private async exec(c: Conn, command: string, shown: string, o: RunOptions, localDeadlineMs: number): Promise<ExecOutcome> {
     if (o.signal?.aborted) throw new InterruptedError()
     const release = await this.acquire(c)
     if (c.closed) {
       release()
       throw this.lostError(c, 'before the command could start')
     }
-    const timeoutMs = o.timeoutMs ?? this.opts.commandTimeoutMs ?? 300_000
     const maxBytes = o.maxOutputBytes ?? 64 * 1024 * 1024
-    const shown = oneLine(command, 160)
     this.log(`ssh: ${c.target.label}: ${shown}`)
     try {
       const stream = await new Promise<ClientChannel>((resolve, reject) => {
@@ -580,12 +594,12 @@ export class SshPool {
         }
         const timer = setTimeout(() => {
           finish(
-            new LabctlError(`command timed out after ${timeoutMs} ms on ${c.target.label}: ${shown}`, {
+            new LabctlError(`command did not finish within ${localDeadlineMs} ms on ${c.target.label} and could not be stopped there: ${shown}`, {
               code: 'SSH_COMMAND_TIMEOUT',
-              suggestion: 'the remote process was sent SIGKILL; check the host (load, a hung mount or a lock) and rerun',
+              suggestion: `it may still be running: check on ${c.target.host} (ps) before rerunning`,
             }),
           )
-        }, timeoutMs)
+        }, localDeadlineMs)
         const onAbort = (): void => finish(new InterruptedError())
         o.signal?.addEventListener('abort', onAbort, { once: true })
         const onLost = (): void => finish(this.lostError(c, `while running: ${shown}`))
@@ -627,8 +641,12 @@ export class SshPool {
     return [...argv]
   }
 
-  /** Runs ARGV on the host (each element one literal word), on the pooled connection. */
-  async run(h: SshHost, argv: readonly string[], o: RunOptions = {}): Promise<RunResult> {
+  /**
+   * sudo wrapping, the remote `timeout` wrapper, and the mapping of sudo's and timeout's own failures.
+   * The command timeout is enforced on the host by coreutils `timeout` (TERM, then KILL 5 s later): an SSH
+   * "signal" request cannot do it, OpenSSH ignores those on root logins (no privilege separation child).
+   */
+  private async runRaw(c: Conn, argv: readonly string[], o: RunOptions): Promise<ExecOutcome & { command: string }> {
     for (const s of o.secrets ?? []) {
       if (s !== '' && argv.some((a) => a.includes(s))) {
         throw new LabctlError('refusing to put a secret in a remote command line (it would show in ps and logs)', {
@@ -637,14 +655,45 @@ export class SshPool {
         })
       }
     }
-    const c = await this.conn(this.resolve(h))
-    const full = this.sudoArgv(c, argv, o)
-    const command = shellQuote(full)
-    const res = await this.exec(c, command, o)
-    const result: RunResult = { code: res.code, ...(res.signal ? { signal: res.signal } : {}), stdout: res.stdout.toString('utf8'), stderr: res.stderr.toString('utf8'), command }
-    if (full[0] === 'sudo' && result.code !== 0) {
-      const e = sudoFailure(result.stderr, { host: c.target.label, user: c.target.user, exitCode: result.code })
+    const timeoutMs = o.timeoutMs ?? this.opts.commandTimeoutMs ?? 300_000
+    const inner = this.sudoArgv(c, argv, o)
+    const command = shellQuote(inner)
+    const seconds = String(Number(Math.max(timeoutMs / 1000, 0.001).toFixed(3)))
+    const sent = shellQuote(['timeout', '-k', String(KILL_AFTER_S), seconds, ...inner])
+    const shown = oneLine(command, 160)
+    const started = Date.now()
+    const res = await this.exec(c, sent, shown, o, timeoutMs + KILL_AFTER_S * 1000 + 3000)
+    const elapsed = Date.now() - started
+    if ((res.code === 124 || res.code === 137) && elapsed >= timeoutMs - 50) {
+      throw new LabctlError(`command timed out after ${timeoutMs} ms on ${c.target.label}: ${shown}`, {
+        code: 'SSH_COMMAND_TIMEOUT',
+        suggestion: `it was stopped on the host (SIGTERM${res.code === 137 ? ', then SIGKILL' : ''}); check ${c.target.host} (load, a hung mount, a lock) and rerun`,
+      })
+    }
+    const stderr = res.code === 0 ? '' : res.stderr.toString('utf8')
+    if (res.code === 127 && TIMEOUT_MISSING.test(stderr)) {
+      throw new LabctlError(`coreutils "timeout" is missing on ${c.target.label}`, {
+        code: 'SSH_NO_TIMEOUT',
+        suggestion: `install coreutils on ${c.target.host}; labctl uses timeout(1) to stop remote commands that hang`,
+      })
+    }
+    if (inner[0] === 'sudo' && res.code !== 0) {
+      const e = sudoFailure(stderr, { host: c.target.label, user: c.target.user, exitCode: res.code })
       if (e) throw e
+    }
+    return { ...res, command }
+  }
+
+  /** Runs ARGV on the host (each element one literal word), on the pooled connection. */
+  async run(h: SshHost, argv: readonly string[], o: RunOptions = {}): Promise<RunResult> {
+    const c = await this.conn(this.resolve(h))
+    const res = await this.runRaw(c, argv, { ...o, sudo: useSudo(h, o.sudo) })
+    const result: RunResult = {
+      code: res.code,
+      ...(res.signal ? { signal: res.signal } : {}),
+      stdout: res.stdout.toString('utf8'),
+      stderr: res.stderr.toString('utf8'),
+      command: res.command,
     }
     if (o.check && result.code !== 0) {
       throw new LabctlError(
@@ -730,11 +779,14 @@ export class SshPool {
         throw new LabctlError(`${what} "${oneLine(v, 40)}" is not a user/group name`, { code: 'SSH_BAD_OWNER', suggestion: 'fix the owner/group in the inventory' })
       }
     }
+    if (!Number.isInteger(o.mode) || o.mode < 0 || o.mode > 0o7777) {
+      throw new LabctlError(`file mode ${String(o.mode)} is not a permission mode`, { code: 'SSH_BAD_MODE', suggestion: 'this is a labctl bug: report it' })
+    }
     const buf = typeof content === 'string' ? Buffer.from(content, 'utf8') : content
     const keep = o.keepPrevious ?? true
     const c = await this.conn(this.resolve(h))
     const s = await this.sftp(c)
-    const privileged = o.owner !== undefined || o.group !== undefined || (o.sudo === true && c.target.user !== 'root')
+    const privileged = o.owner !== undefined || o.group !== undefined || (useSudo(h, o.sudo) && c.target.user !== 'root')
     if (!privileged) {
       const dir = posix.dirname(path)
       const tmp = posix.join(dir, `.${posix.basename(path)}.labctl-${randomBytes(6).toString('hex')}.tmp`)
@@ -772,11 +824,16 @@ export class SshPool {
         throw this.sftpError(err, c, 'write', staged)
       })
       const mode = o.mode.toString(8).padStart(4, '0')
-      await this.run(h, ['sh', '-c', INSTALL_SCRIPT, 'labctl-install', staged, path, mode, o.owner ?? '', o.group ?? '', keep ? '1' : '0'], {
+      const res = await this.run(h, ['sh', '-c', INSTALL_SCRIPT, 'labctl-install', staged, path, mode, o.owner ?? '', o.group ?? '', keep ? '1' : '0'], {
         sudo,
         timeoutMs,
-        check: true,
       })
+      if (res.code !== 0) {
+        throw new LabctlError(`installing ${path} (mode ${mode}${o.owner ? `, owner ${o.owner}` : ''}${o.group ? `, group ${o.group}` : ''}) on ${c.target.label} failed: ${oneLine(res.stderr || res.stdout, 200) || `exit ${res.code}`}`, {
+          code: 'SSH_INSTALL_FAILED',
+          suggestion: `check that ${posix.dirname(path)} exists and that the owner and group exist on ${c.target.host}`,
+        })
+      }
     } finally {
       await this.run(h, ['rm', '-rf', '--', tmpDir], { timeoutMs }).catch(() => undefined)
     }
@@ -785,15 +842,13 @@ export class SshPool {
   /** Reads a remote file: over SFTP, or `sudo -n cat` when SUDO (and not root). */
   async readFile(h: SshHost, path: string, o: { sudo?: boolean; timeoutMs?: number } = {}): Promise<Buffer> {
     const c = await this.conn(this.resolve(h))
-    if (o.sudo && c.target.user !== 'root') {
-      const full = this.sudoArgv(c, ['cat', '--', path], { sudo: true })
-      const res = await this.exec(c, shellQuote(full), { ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) })
+    if (useSudo(h, o.sudo) && c.target.user !== 'root') {
+      const res = await this.runRaw(c, ['cat', '--', path], { sudo: true, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) })
       if (res.code !== 0) {
-        const stderr = res.stderr.toString('utf8')
-        throw (
-          sudoFailure(stderr, { host: c.target.label, user: c.target.user, exitCode: res.code }) ??
-          new LabctlError(`cannot read ${path} on ${c.target.label}: ${oneLine(stderr, 160)}`, { code: 'SSH_READ_FAILED', suggestion: `check that ${path} exists` })
-        )
+        throw new LabctlError(`cannot read ${path} on ${c.target.label}: ${oneLine(res.stderr.toString('utf8'), 160)}`, {
+          code: 'SSH_READ_FAILED',
+          suggestion: `check that ${path} exists`,
+        })
       }
       return res.stdout
     }

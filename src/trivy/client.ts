@@ -1,4 +1,3 @@
-import { execa } from 'execa'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,6 +15,7 @@ export function findTrivyClient(env: NodeJS.ProcessEnv = process.env): string | 
 }
 
 export async function clientVersion(bin: string, timeoutMs = 10_000): Promise<string> {
+  const { execa } = await import('execa')
   const r = await execa(bin, ['version', '--format', 'json'], { timeout: timeoutMs, env: QUIET_ENV })
   return z.object({ Version: z.string() }).parse(JSON.parse(r.stdout)).Version
 }
@@ -55,6 +55,7 @@ export async function scanImage(opts: {
   if (opts.caFile) env.SSL_CERT_FILE = opts.caFile
   if (opts.proxyUrl) env.HTTPS_PROXY = opts.proxyUrl
   try {
+    const { execa } = await import('execa')
     const r = await execa(
       opts.bin,
       ['image', '--server', opts.serverUrl, '--format', 'json', '--quiet', '--scanners', 'vuln', '--skip-version-check', '--disable-telemetry', '--skip-java-db-update', '--skip-check-update', '--image-src', 'remote', '--cache-dir', cache, '--timeout', `${Math.ceil(opts.timeoutMs / 1000)}s`, opts.image],

@@ -12,8 +12,8 @@ describe('sandbox lifecycle', () => {
     const env = { XDG_CONFIG_HOME: join(root, 'config'), LABCTL_SANDBOX_DIR: join(root, 'sb') }
     const up = await labctl(['sandbox', 'up', '--json'], { env, timeoutMs: 120_000 })
     expect(up.exitCode, up.stderr).toBe(0)
-    const s = parseJson<{ components: Array<{ pid: number; port: number }> }>(up.stdout)
-    expect(s.components).toHaveLength(4)
+    const s = parseJson<{ components: Array<{ name: string; pid: number; port: number }> }>(up.stdout)
+    expect(s.components.map((c: { name?: string }) => c.name)).toEqual(['registry', 'dns', 'host', 'trivy', 'haproxy'])
     const down = await labctl(['sandbox', 'down', '--json'], { env })
     expect(down.exitCode, down.stderr).toBe(0)
     expect(parseJson(down.stdout)).toMatchObject({ leftover: [] })

@@ -95,6 +95,7 @@ describe('sandbox lab', () => {
     expect(s.components.map((c) => [c.name, c.healthy])).toEqual([
       ['registry', true],
       ['dns', true],
+      ['host', true],
       ['trivy', true],
       ['haproxy', true],
     ])

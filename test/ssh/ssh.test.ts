@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { LabctlError } from '../../src/errors.js'
+import { parseInventory } from '../../src/inventory/load.js'
 import { HostSchema } from '../../src/inventory/schema.js'
 import { freePorts } from '../../src/sandbox/proc.js'
 import {
@@ -20,6 +21,7 @@ import {
   sudoFailure,
   type SshPoolOptions,
   type SshTarget,
+  verifyHostKey,
 } from '../../src/ssh/index.js'
 import { startSshd, type Sshd } from './sshd.js'
 
@@ -434,6 +436,10 @@ describe('atomic file writes', () => {
     expect(e.message).toContain('no such file')
     const rel = await failure(pool().writeFile(target(), 'relative/x', 'x', { mode: 0o600 }))
     expect(rel.code).toBe('SSH_BAD_PATH')
+    const owner = await failure(pool().writeFile(target(), join(work, 'x.env'), 'x', { mode: 0o600, owner: 'no-such-user-labctl' }))
+    expect(owner.code).toBe('SSH_INSTALL_FAILED')
+    expect(owner.message).toContain('no-such-user-labctl')
+    expect(existsSync(join(work, 'x.env'))).toBe(false)
   })
 })
 
@@ -483,5 +489,57 @@ describe('~/.ssh/config', () => {
     expect(hostFieldMatches('*.lab.test,!evil.lab.test', 'a.lab.test')).toBe(true)
     expect(hostFieldMatches('*.lab.test,!evil.lab.test', 'evil.lab.test')).toBe(false)
     expect(hostFieldMatches('*.lab.test', '[a.lab.test]:2222')).toBe(false)
+  })
+
+  it('follows Include (relative to ~/.ssh, with wildcards)', () => {
+    const home = join(work, 'home')
+    mkdirSync(join(home, '.ssh', 'conf.d'), { recursive: true })
+    writeFileSync(join(home, '.ssh', 'conf.d', '10-lab.conf'), 'Host trivy-*\n  Port 2200\n  ProxyJump ops@bastion:22\n')
+    writeFileSync(join(home, '.ssh', 'conf.d', 'ignored.txt'), 'Host *\n  Port 9\n')
+    const main = join(home, '.ssh', 'config')
+    writeFileSync(main, 'Include conf.d/*.conf\nHost *\n  Port 2201\n')
+    const cfg = SshConfig.load(main, home)
+    expect(cfg.lookup(['trivy-0'])).toMatchObject({ port: 2200, proxyJump: 'ops@bastion:22' })
+    expect(cfg.lookup(['other']).port).toBe(2201)
+  })
+})
+
+describe('known_hosts', () => {
+  it('refuses a key marked @revoked', async () => {
+    const [type, b64] = readFileSync(sshd.hostKeyPub, 'utf8').trim().split(/\s+/)
+    const kh = knownHosts([sshd.knownHostsLine(), `@revoked * ${type} ${b64}`])
+    const verdict = verifyHostKey([kh], [`[127.0.0.1]:${sshd.port}`], Buffer.from(b64!, 'base64'))
+    expect(verdict.status).toBe('revoked')
+    const e = await failure(pool().run(target({ knownHostsFile: kh }), ['true']))
+    expect(e.code).toBe('SSH_HOSTKEY_REVOKED')
+  })
+})
+
+describe('the sandbox host trivy-0 (non-root login, sudo -n)', () => {
+  it('runs as the inventory user, escalates with sudo -n and installs root-owned files', async () => {
+    const sb = inject('sandbox')
+    const inv = parseInventory(readFileSync(sb.inventory, 'utf8'), sb.inventory)
+    const host = inv.trivy.hosts[0]!
+    expect(host.ssh.user).not.toBe('root')
+    const p = pool()
+    expect((await p.run(host, ['id', '-un'])).stdout).toBe(`${host.ssh.user}\n`)
+    const root = await p.run(host, ['id', '-u'], { sudo: true })
+    expect(root).toMatchObject({ code: 0, stdout: '0\n', command: 'sudo -n -- id -u' })
+    const dir = `/var/tmp/labctl-ssh-test-${randomBytes(3).toString('hex')}`
+    await p.run(host, ['mkdir', '-m', '0755', dir], { sudo: true, check: true })
+    try {
+      const file = `${dir}/server.env`
+      await p.writeFile(host, file, 'TOKEN=one\n', { mode: 0o600, owner: 'root', group: 'root' })
+      await p.writeFile(host, file, 'TOKEN=two\n', { mode: 0o600, owner: 'root', group: 'root' })
+      // The login user cannot read it; sudo can.
+      expect((await p.run(host, ['cat', file])).code).not.toBe(0)
+      expect((await p.readFile(host, file, { sudo: true })).toString()).toBe('TOKEN=two\n')
+      expect((await p.readFile(host, `${file}.prev`, { sudo: true })).toString()).toBe('TOKEN=one\n')
+      const ls = await p.run(host, ['stat', '-c', '%a %U %G %n', file, `${file}.prev`], { sudo: true, check: true })
+      expect(ls.stdout).toBe(`600 root root ${file}\n600 root root ${file}.prev\n`)
+      expect(p.handshakes).toBe(1)
+    } finally {
+      await p.run(host, ['rm', '-rf', '--', dir], { sudo: true })
+    }
   })
 })

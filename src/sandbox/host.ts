@@ -1,0 +1,205 @@
+// The sandbox's scanner host "trivy-0": a real OpenSSH server in a private mount namespace whose /etc,
+// /usr and /var are overlays on the machine's own (writes land under the sandbox state dir, never in
+// the real /etc, /usr or /var). Trivy runs there under the systemd stand-in, as on the VM.
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { LabctlError, oneLine } from '../errors.js'
+import { projectRoot, SANDBOX_NAMES, type SandboxPaths, type SandboxState } from './layout.js'
+import { isAlive, spawnDaemon, stopProcess } from './proc.js'
+import type { Tools } from './prereqs.js'
+
+export const HOST_USER = 'labops'
+export const SERVICE = 'trivy-server'
+export const ENV_FILE = '/etc/trivy/trivy-server.env'
+export const CACHE_DIR = '/var/lib/trivy'
+const STANDIN_STATE = '/var/lib/labctl-standin'
+
+export function hostPaths(p: SandboxPaths) {
+  const root = join(p.dir, 'host')
+  return {
+    root,
+    ssh: join(root, 'ssh'),
+    hostKey: join(root, 'ssh', 'ssh_host_ed25519_key'),
+    clientKey: join(root, 'ssh', 'id_ed25519'),
+    knownHosts: join(root, 'ssh', 'known_hosts'),
+    sshdConfig: join(root, 'ssh', 'sshd_config'),
+    sshdLog: join(p.logs, 'sshd.log'),
+    overlay: (d: 'etc' | 'usr' | 'var') => ({ upper: join(root, `${d}-upper`), work: join(root, `${d}-work`) }),
+  }
+}
+
+/** Runs a command inside the host's mount namespace as root (the sandbox's console, not SSH). */
+export async function hostExec(state: SandboxState, argv: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
+  const pid = state.pids.host
+  if (!pid || !isAlive(pid)) throw new LabctlError('the sandbox host trivy-0 is not running', { suggestion: 'run `labctl sandbox up`' })
+  const r = await execa('nsenter', ['-t', String(pid), '-m', '--', ...argv], {
+    timeout: opts.timeoutMs ?? 60_000,
+    reject: false,
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' }),
+  })
+  if (r.exitCode !== 0) {
+    throw new LabctlError(`sandbox host: \`${argv[0]} ${argv[1] ?? ''}\` failed (exit ${r.exitCode}): ${oneLine(String(r.stderr || r.stdout), 300)}`)
+  }
+  return String(r.stdout)
+}
+
+/** The env file the server reads: the token travels on stdin, never in an argv. */
+export async function writeHostEnv(state: SandboxState, token: string): Promise<void> {
+  const body = `# trivy-server environment (labctl sandbox)\nTRIVY_TOKEN=${token}\nTRIVY_SKIP_DB_UPDATE=true\nTRIVY_NO_PROGRESS=true\n`
+  await hostExec(state, ['sh', '-c', `umask 077 && mkdir -p /etc/trivy && cat > ${ENV_FILE}.tmp && chmod 0600 ${ENV_FILE}.tmp && mv ${ENV_FILE}.tmp ${ENV_FILE}`], { input: body })
+}
+
+export async function readHostToken(state: SandboxState): Promise<string> {
+  const text = await hostExec(state, ['cat', ENV_FILE])
+  return (text.split('\n').find((l) => l.startsWith('TRIVY_TOKEN=')) ?? '').slice('TRIVY_TOKEN='.length).trim()
+}
+
+export function unitFile(state: SandboxState): string {
+  return `[Unit]
+Description=Trivy vulnerability scanner server
+After=network-online.target
+
+[Service]
+Type=simple
+User=trivy
+Group=trivy
+EnvironmentFile=${ENV_FILE}
+ExecStart=/usr/bin/trivy server --listen 127.0.0.1:${state.ports.trivy} --cache-dir ${CACHE_DIR}
+Restart=on-failure
+RestartSec=1
+TimeoutStopSec=10
+NoNewPrivileges=true
+
+[Install]
+WantedBy=multi-user.target
+`
+}
+
+function sshdConfig(state: SandboxState, h: ReturnType<typeof hostPaths>): string {
+  return `# labctl sandbox: sshd for the scanner host trivy-0 (127.0.0.1 only)
+ListenAddress 127.0.0.1:${state.ports.host}
+HostKey ${h.hostKey}
+PidFile none
+UsePAM no
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile .ssh/authorized_keys
+PermitRootLogin no
+AllowUsers ${HOST_USER}
+LogLevel VERBOSE
+MaxSessions 20
+MaxStartups 50:30:100
+ClientAliveInterval 15
+Subsystem sftp internal-sftp
+`
+}
+
+/** Starts sshd in a new mount namespace with overlays on /etc, /usr and /var. */
+export function startHost(state: SandboxState, p: SandboxPaths): number {
+  const h = hostPaths(p)
+  mkdirSync(h.ssh, { recursive: true, mode: 0o700 })
+  const mounts = (['etc', 'usr', 'var'] as const)
+    .map((d) => {
+      const o = h.overlay(d)
+      mkdirSync(o.upper, { recursive: true })
+      mkdirSync(o.work, { recursive: true })
+      return `mount -t overlay overlay -o lowerdir=/${d},upperdir=${o.upper},workdir=${o.work} /${d}`
+    })
+    .join(' && ')
+  writeFileSync(h.sshdConfig, sshdConfig(state, h))
+  // sshd needs its privilege-separation dir; it lives in the overlay, not in the machine's /run.
+  const script = `hostname trivy-0 && ${mounts} && mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -f ${h.sshdConfig} -E ${h.sshdLog}`
+  return spawnDaemon('unshare', ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', '-c', script], { log: join(p.logs, 'host.log') })
+}
+
+async function keygen(file: string, comment: string): Promise<void> {
+  if (!existsSync(file)) await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], { timeout: 20_000 })
+}
+
+export async function ensureKeys(p: SandboxPaths): Promise<void> {
+  const h = hostPaths(p)
+  mkdirSync(h.ssh, { recursive: true, mode: 0o700 })
+  await keygen(h.hostKey, 'trivy-0 host key')
+  await keygen(h.clientKey, 'labctl sandbox operator')
+}
+
+export function writeKnownHosts(state: SandboxState, p: SandboxPaths): void {
+  const h = hostPaths(p)
+  const [type, key] = readFileSync(`${h.hostKey}.pub`, 'utf8').trim().split(/\s+/)
+  const names = [SANDBOX_NAMES.fqdn, SANDBOX_NAMES.alias, '127.0.0.1'].map((n) => `[${n}]:${state.ports.host}`).join(',')
+  writeFileSync(h.knownHosts, `${names} ${type} ${key}\n`, { mode: 0o600 })
+}
+
+/** First boot of the host: users, sudo, the systemd stand-in, the trivy package's binary, DB, unit. */
+export async function provisionHost(state: SandboxState, p: SandboxPaths, tools: Tools, token: string): Promise<void> {
+  const h = hostPaths(p)
+  const standins = join(projectRoot(), 'test', 'standins', 'systemd')
+  const pub = readFileSync(`${h.clientKey}.pub`, 'utf8')
+  const home = `/var/lib/sandbox-home/${HOST_USER}`
+  const script = [
+    'set -e',
+    `id -u ${HOST_USER} >/dev/null 2>&1 || useradd --create-home --home-dir ${home} --shell /bin/bash ${HOST_USER}`,
+    // No password, but not locked: sshd refuses locked accounts even for keys.
+    `usermod -p '*' ${HOST_USER}`,
+    `mkdir -p ${home}/.ssh && cat > ${home}/.ssh/authorized_keys && chown -R ${HOST_USER}: ${home}/.ssh && chmod 700 ${home}/.ssh && chmod 600 ${home}/.ssh/authorized_keys`,
+    `printf '%s\\n' '${HOST_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/labctl-sandbox && chmod 0440 /etc/sudoers.d/labctl-sandbox`,
+    `printf 'trivy-0\\n' > /etc/hostname`,
+    `grep -q ' trivy-0' /etc/hosts || printf '127.0.1.1 ${SANDBOX_NAMES.fqdn} trivy-0\\n' >> /etc/hosts`,
+    `install -m 0755 ${standins}/systemctl /usr/local/bin/systemctl && install -m 0755 ${standins}/journalctl /usr/local/bin/journalctl`,
+    `id -u trivy >/dev/null 2>&1 || useradd --system --home-dir ${CACHE_DIR} --no-create-home --shell /usr/sbin/nologin trivy`,
+    'passwd -l trivy >/dev/null',
+    `install -m 0755 ${tools.trivy} /usr/bin/trivy`,
+    `install -d -m 0750 -o trivy -g trivy ${CACHE_DIR} ${CACHE_DIR}/db`,
+    `install -d -m 0755 /etc/trivy ${STANDIN_STATE}`,
+  ].join('\n')
+  await hostExec(state, ['sh', '-c', script], { input: pub })
+  await writeHostEnv(state, token)
+  await hostExec(state, ['sh', '-c', `cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) }).catch(async () => {
+    await hostExec(state, ['mkdir', '-p', '/etc/systemd/system'])
+    await hostExec(state, ['sh', '-c', `cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) })
+  })
+  await hostExec(state, ['systemctl', 'enable', SERVICE])
+}
+
+/** Builds the test DB into /var/lib/trivy/db on the host (the project's fixtures, `labfixtures db`). */
+export async function buildHostDb(state: SandboxState, tools: Tools, opts: { updatedAt?: Date; nextUpdate?: Date } = {}): Promise<void> {
+  const fixturesDir = join(projectRoot(), 'test', 'fixtures', 'db')
+  const fixtures = readdirSync(fixturesDir).filter((f) => f.endsWith('.yaml')).map((f) => join(fixturesDir, f))
+  const args = [tools.labfixtures, 'db', '--out', `${CACHE_DIR}/db`, '--fixtures', fixtures.join(',')]
+  if (opts.updatedAt) args.push('--updated-at', opts.updatedAt.toISOString(), '--downloaded-at', opts.updatedAt.toISOString())
+  if (opts.nextUpdate) args.push('--next-update', opts.nextUpdate.toISOString())
+  await hostExec(state, args)
+  await hostExec(state, ['chown', '-R', 'trivy:trivy', `${CACHE_DIR}/db`])
+}
+
+export async function systemctl(state: SandboxState, ...args: string[]): Promise<string> {
+  return hostExec(state, ['systemctl', ...args])
+}
+
+/** PID of the Trivy server inside the host, as the stand-in recorded it. */
+export function trivyPid(p: SandboxPaths): number | undefined {
+  const f = join(hostPaths(p).overlay('var').upper, 'lib', 'labctl-standin', `${SERVICE}.pid`)
+  try {
+    const pid = Number(readFileSync(f, 'utf8').trim())
+    return isAlive(pid) ? pid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Stops every service the stand-in supervises (their sessions outlive sshd) and then sshd. */
+export async function stopHost(state: SandboxState, p: SandboxPaths): Promise<void> {
+  const dir = join(hostPaths(p).overlay('var').upper, 'lib', 'labctl-standin')
+  if (state.pids.host && isAlive(state.pids.host)) await systemctl(state, 'stop', SERVICE).catch(() => undefined)
+  if (existsSync(dir)) {
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.super') || n.endsWith('.pid'))) {
+      const pid = Number(readFileSync(join(dir, f), 'utf8').trim())
+      if (pid) await stopProcess(pid, 3000)
+    }
+  }
+  await stopProcess(state.pids.host)
+}
+
