@@ -41,8 +41,9 @@ say "node $(node --version)"
 
 # 3. npm dependencies and the build (TypeScript + oclif manifest + JSON Schema).
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "npm ci"
-  npm ci --no-audit --no-fund >/dev/null
+  say "npm install (from package-lock.json)"
+  # Not `npm ci`: npm 11 rejects this lock for listing only this platform's optional packages.
+  npm install --no-save --no-audit --no-fund >/dev/null
 fi
 say "build"
 npm run -s build >/dev/null

@@ -79,6 +79,8 @@ export type RunOptions = {
   secrets?: readonly string[]
   /** Stop and fail when stdout + stderr exceed this (default 64 MiB). */
   maxOutputBytes?: number
+  /** Stream stdout here as it arrives instead of collecting it (e.g. `journalctl -f`); RunResult.stdout is then empty. */
+  onStdout?: (chunk: Buffer) => void
 }
 
 export type RunResult = {
@@ -619,7 +621,7 @@ export class SshPool {
             }
             into.push(chunk)
           }
-        stream.on('data', collect(out))
+        stream.on('data', o.onStdout ?? collect(out))
         stream.stderr.on('data', collect(err))
         stream.on('exit', (exitCode: number | null, sig?: string) => {
           code = exitCode
