@@ -40,8 +40,18 @@ export abstract class LabctlCommand<T> extends Command {
     process.on('SIGINT', this.onSigint)
   }
 
+  private sshUsed = false
+
+  /** Sets up the run's SSH pool (one connection per host, reused by every step); closed in finally. */
+  protected async useSsh(flags: { 'accept-new-host-key'?: boolean }): Promise<void> {
+    const ssh = await import('../src/ssh/index.js')
+    await ssh.configureSsh({ acceptNewHostKey: Boolean(flags['accept-new-host-key']) })
+    this.sshUsed = true
+  }
+
   protected override async finally(err: Error | undefined): Promise<void> {
     process.off('SIGINT', this.onSigint)
+    if (this.sshUsed) await (await import('../src/ssh/index.js')).closeAll()
     return super.finally(err)
   }
 

@@ -92,25 +92,42 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
   return { fault: f, description: FAULTS[f] }
 }
 
-/** Undoes every fault: the server's token, DB, DNS records, certificate and processes back to healthy. */
-export async function healSandbox(dir = sandboxDir()): Promise<{ healed: string[] }> {
+/**
+ * Undoes the recorded faults (or, with `all`, resets every part): the server's token, DB, DNS records,
+ * certificate and processes back to healthy. Only what was broken is touched, so healing is quick.
+ */
+export async function healSandbox(dir = sandboxDir(), opts: { all?: boolean } = {}): Promise<{ healed: string[] }> {
   const state = requireUp(dir)
   const p = sandboxPaths(dir)
   const tools = findTools()
   const healed = state.faults ?? []
+  const all = opts.all === true
+  const has = (...fs: Fault[]) => all || fs.some((f) => healed.includes(f))
+  let restartTrivy = false
   if (state.hungPid && isAlive(state.hungPid)) await stopProcess(state.hungPid)
   delete state.hungPid
-  await writeHostEnv(state, readFileSync(p.token, 'utf8').trim())
-  await buildHostDb(state, tools)
-  state.dnsRecords = [
-    { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
-    { name: SANDBOX_NAMES.alias, cname: SANDBOX_NAMES.fqdn },
-    { name: SANDBOX_NAMES.publicName, address: '127.0.0.1' },
-  ]
-  await writeServerCert(p, { names: [...SANDBOX_NAMES.certNames] })
-  await restartComponent('dns', state, tools)
-  await restartComponent('trivy', state, tools)
-  await restartComponent('haproxy', state, tools)
+  if (has('wrong-token')) {
+    await writeHostEnv(state, readFileSync(p.token, 'utf8').trim())
+    restartTrivy = true
+  }
+  if (has('no-db', 'db-corrupt', 'db-stale')) {
+    await buildHostDb(state, tools)
+    restartTrivy = true
+  }
+  if (has('service-stopped', 'hung')) restartTrivy = true
+  if (has('dns-removed')) {
+    state.dnsRecords = [
+      { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
+      { name: SANDBOX_NAMES.alias, cname: SANDBOX_NAMES.fqdn },
+      { name: SANDBOX_NAMES.publicName, address: '127.0.0.1' },
+    ]
+    await restartComponent('dns', state, tools)
+  }
+  if (has('cert-expired', 'cert-expiring', 'cert-wrong-name')) {
+    await writeServerCert(p, { names: [...SANDBOX_NAMES.certNames] })
+    await restartComponent('haproxy', state, tools)
+  }
+  if (restartTrivy) await restartComponent('trivy', state, tools)
   state.faults = []
   writeState(state)
   return { healed }

@@ -10,6 +10,8 @@ import { isAlive, spawnDaemon, stopProcess } from './proc.js'
 import type { Tools } from './prereqs.js'
 
 export const HOST_USER = 'labops'
+/** A second login whose sudo asks for a password: tests that labctl says so instead of hanging. */
+export const HOST_USER_SUDO_PW = 'labops-pw'
 export const SERVICE = 'trivy-server'
 export const ENV_FILE = '/etc/trivy/trivy-server.env'
 export const CACHE_DIR = '/var/lib/trivy'
@@ -33,7 +35,7 @@ export function hostPaths(p: SandboxPaths) {
 export async function hostExec(state: SandboxState, argv: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
   const pid = state.pids.host
   if (!pid || !isAlive(pid)) throw new LabctlError('the sandbox host trivy-0 is not running', { suggestion: 'run `labctl sandbox up`' })
-  const r = await execa('nsenter', ['-t', String(pid), '-m', '--', ...argv], {
+  const r = await execa('nsenter', ['-t', String(pid), '-m', '-u', '--', ...argv], {
     timeout: opts.timeoutMs ?? 60_000,
     reject: false,
     ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' }),
@@ -88,7 +90,7 @@ KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 AuthorizedKeysFile .ssh/authorized_keys
 PermitRootLogin no
-AllowUsers ${HOST_USER}
+AllowUsers ${HOST_USER} ${HOST_USER_SUDO_PW}
 LogLevel VERBOSE
 MaxSessions 20
 MaxStartups 50:30:100
@@ -145,7 +147,10 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
     // No password, but not locked: sshd refuses locked accounts even for keys.
     `usermod -p '*' ${HOST_USER}`,
     `mkdir -p ${home}/.ssh && cat > ${home}/.ssh/authorized_keys && chown -R ${HOST_USER}: ${home}/.ssh && chmod 700 ${home}/.ssh && chmod 600 ${home}/.ssh/authorized_keys`,
-    `printf '%s\\n' '${HOST_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/labctl-sandbox && chmod 0440 /etc/sudoers.d/labctl-sandbox`,
+    `printf '%s\\n' '${HOST_USER} ALL=(ALL) NOPASSWD: ALL' '${HOST_USER_SUDO_PW} ALL=(ALL) ALL' > /etc/sudoers.d/labctl-sandbox && chmod 0440 /etc/sudoers.d/labctl-sandbox`,
+    `id -u ${HOST_USER_SUDO_PW} >/dev/null 2>&1 || useradd --create-home --home-dir /var/lib/sandbox-home/${HOST_USER_SUDO_PW} --shell /bin/bash ${HOST_USER_SUDO_PW}`,
+    `echo '${HOST_USER_SUDO_PW}:not-a-real-password-${Date.now()}' | chpasswd`,
+    `mkdir -p /var/lib/sandbox-home/${HOST_USER_SUDO_PW}/.ssh && cp ${home}/.ssh/authorized_keys /var/lib/sandbox-home/${HOST_USER_SUDO_PW}/.ssh/ && chown -R ${HOST_USER_SUDO_PW}: /var/lib/sandbox-home/${HOST_USER_SUDO_PW}/.ssh`,
     `printf 'trivy-0\\n' > /etc/hostname`,
     `grep -q ' trivy-0' /etc/hosts || printf '127.0.1.1 ${SANDBOX_NAMES.fqdn} trivy-0\\n' >> /etc/hosts`,
     `install -m 0755 ${standins}/systemctl /usr/local/bin/systemctl && install -m 0755 ${standins}/journalctl /usr/local/bin/journalctl`,

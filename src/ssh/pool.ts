@@ -5,7 +5,11 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, posix } from 'node:path'
-import { Client, utils as sshUtils, type ClientChannel, type SFTPWrapper } from 'ssh2'
+import ssh2, { type ClientChannel, type SFTPWrapper } from 'ssh2'
+
+// ssh2 is CommonJS: Node's ESM loader does not see every named export, so take them off the default.
+const { Client, utils: sshUtils } = ssh2
+type Client = InstanceType<typeof ssh2.Client>
 import { InterruptedError, LabctlError, oneLine } from '../errors.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import { SshConfig, expandTokens } from './config.js'

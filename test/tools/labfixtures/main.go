@@ -2,9 +2,12 @@
 //
 //	labfixtures db    --out DIR --fixtures FILE[,FILE...] [--updated-at T] [--next-update T] [--downloaded-at T]
 //	labfixtures image --out OCI_DIR [--tag 1]
+//	labfixtures dbpush --db DIR --to 127.0.0.1:PORT/REPO:TAG [--timeout 60s]
 //
 // "db" writes DIR/trivy.db (bbolt, loaded from bolt-fixtures YAML) and DIR/metadata.json.
 // "image" writes a tiny, deterministic Alpine 3.10.2 OCI image layout.
+// "dbpush" publishes DIR/trivy.db + DIR/metadata.json as a Trivy DB OCI artifact to a
+// plain-HTTP registry on loopback (127.0.0.1, localhost or [::1] only).
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 const usage = `usage:
   labfixtures db --out DIR --fixtures FILE[,FILE...] [--updated-at RFC3339] [--next-update RFC3339] [--downloaded-at RFC3339]
   labfixtures image --out OCI_DIR [--tag TAG]
+  labfixtures dbpush --db DIR --to 127.0.0.1:PORT/REPO:TAG [--timeout DURATION]
 `
 
 func main() {
@@ -36,17 +40,19 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("missing subcommand (db or image); run 'labfixtures help'")
+		return errors.New("missing subcommand (db, image or dbpush); run 'labfixtures help'")
 	}
 	switch args[0] {
 	case "db":
 		return runDB(args[1:])
 	case "image":
 		return runImage(args[1:])
+	case "dbpush":
+		return runDBPush(args[1:])
 	case "help", "-h", "--help", "-help":
 		return flag.ErrHelp
 	default:
-		return fmt.Errorf("unknown subcommand %q (want db or image)", args[0])
+		return fmt.Errorf("unknown subcommand %q (want db, image or dbpush)", args[0])
 	}
 }
 

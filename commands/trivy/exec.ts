@@ -1,0 +1,44 @@
+import { Flags } from '@oclif/core'
+import { LabctlCommand, describe } from '../_base.js'
+import { sshFlags } from '../_ssh.js'
+import { selectHosts } from '../../src/inventory/load.js'
+import { UsageError } from '../../src/errors.js'
+import { run } from '../../src/ssh/index.js'
+
+export type ExecResult = { hosts: Array<{ host: string; exitCode: number; stdout: string; stderr: string }> }
+
+export default class TrivyExec extends LabctlCommand<ExecResult> {
+  static override summary = "Run the scanner's own trivy CLI on the host(s), as the service user, with the server's cache dir."
+  static override description = describe(
+    `Everything after -- is passed to \`trivy\` literally (quoted, never interpreted by a shell), run as the
+service user with TRIVY_CACHE_DIR set to the inventory's cache dir. Exit 3 when trivy exits non-zero.`,
+  )
+  static override strict = false
+  static override examples = ['<%= config.bin %> trivy exec -- --version', '<%= config.bin %> trivy exec --host trivy-0 -- clean --scan-cache']
+  static override flags = { ...sshFlags, timeout: Flags.integer({ summary: 'Timeout in milliseconds.', default: 300_000, min: 100 }) }
+
+  async run(): Promise<ExecResult> {
+    const { flags, argv } = await this.parse(TrivyExec)
+    const args = (argv as string[]).filter((a, i) => !(i === 0 && a === '--'))
+    if (args.length === 0) throw new UsageError('nothing to run', { suggestion: 'give trivy arguments after --, e.g. `labctl trivy exec -- --version`' })
+    const loaded = this.loadInventory(flags)
+    await this.useSsh(flags)
+    const inv = loaded.inventory
+    const result: ExecResult = { hosts: [] }
+    for (const h of selectHosts(inv, flags.host)) {
+      const r = await run(h, ['env', `TRIVY_CACHE_DIR=${inv.trivy.cacheDir}`, 'TRIVY_NO_PROGRESS=true', 'trivy', ...args], {
+        user: inv.trivy.serviceUser,
+        timeoutMs: flags.timeout,
+        signal: this.abort.signal,
+      })
+      if (!this.jsonEnabled()) {
+        if (r.stdout) process.stdout.write(r.stdout.endsWith('\n') ? r.stdout : `${r.stdout}\n`)
+        if (r.stderr) process.stderr.write(r.stderr.endsWith('\n') ? r.stderr : `${r.stderr}\n`)
+        if (r.code !== 0) this.note(`labctl: trivy exited ${r.code} on ${h.name}`)
+      }
+      if (r.code !== 0) this.markFailed()
+      result.hosts.push({ host: h.name, exitCode: r.code, stdout: r.stdout, stderr: r.stderr })
+    }
+    return result
+  }
+}
