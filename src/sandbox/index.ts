@@ -25,6 +25,9 @@ import {
   type SandboxState,
 } from './layout.js'
 
+/** Where the sandbox's offline DB mirror lives in its registry (trivy-db's own repository name). */
+export const DB_MIRROR_REPO = 'aquasec/trivy-db:2'
+
 export type ComponentStatus = { name: ComponentName; pid?: number; port: number; running: boolean; healthy: boolean; detail: string }
 export type SandboxStatus = { up: boolean; dir: string; inventory?: string; components: ComponentStatus[]; registry?: string; image?: string }
 export type SandboxUpResult = SandboxStatus & { changed: boolean; durationMs: number }
@@ -172,7 +175,7 @@ async function startComponent(name: ComponentName, state: SandboxState, p: Sandb
 }
 
 /** (Re)starts one component and waits until it answers. Used by `up` and by fault drills. */
-export async function restartComponent(name: ComponentName, state: SandboxState, tools = findTools()): Promise<void> {
+export async function restartComponent(name: ComponentName, state: SandboxState, tools = findTools(), opts: { wait?: boolean } = {}): Promise<void> {
   const p = sandboxPaths(state.dir)
   if (name === 'trivy') await systemctl(state, 'stop', SERVICE).catch(() => undefined)
   else if (name === 'host') await stopHost(state, p)
@@ -180,6 +183,7 @@ export async function restartComponent(name: ComponentName, state: SandboxState,
   const pid = await startComponent(name, state, p, tools)
   state.pids[name] = pid
   writeState(state)
+  if (opts.wait === false) return
   let ok = await waitFor(() => healthy(name, state), 20_000)
   // After a Trivy restart HAProxy needs a health-check round to mark the backend up again.
   if (ok && name === 'trivy' && isAlive(state.pids.haproxy)) ok = await waitFor(() => edgeHealthy(state), 10_000)
@@ -235,6 +239,7 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
       cacheDir: '/var/lib/trivy',
       serviceName: SERVICE,
       envFile: '/etc/trivy/trivy-server.env',
+      dbRepositories: [`127.0.0.1:${state.ports.registry}/${DB_MIRROR_REPO}`],
       hosts: [
         {
           name: 'trivy-0',
@@ -317,6 +322,12 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}
       progress(`${name === 'host' ? 'trivy-0 sshd' : name}: starting on 127.0.0.1:${state.ports[name]}`)
       await restartComponent(name, state, tools)
     }
+    progress('registry: publishing the DB as an OCI artifact (the offline DB mirror)')
+    const mirrorDb = join(p.dir, 'db-mirror')
+    const fixturesDir = join(projectRoot(), 'test', 'fixtures', 'db')
+    const fixtures = readdirSync(fixturesDir).filter((f) => f.endsWith('.yaml')).map((f) => join(fixturesDir, f))
+    await execa(tools.labfixtures, ['db', '--out', mirrorDb, '--fixtures', fixtures.join(',')], { timeout: 60_000 })
+    await execa(tools.labfixtures, ['dbpush', '--db', mirrorDb, '--to', `127.0.0.1:${state.ports.registry}/${DB_MIRROR_REPO}`], { timeout: 60_000 })
     progress(`registry: pushing ${TEST_IMAGE} with skopeo`)
     await execa(
       tools.skopeo,

@@ -62,12 +62,12 @@ describe('trivy status / check / logs / exec over SSH', () => {
   })
 
   it('check: disk above the thresholds fails with the numbers', async () => {
-    const file = inventoryWith('disk', (inv) => (inv.thresholds = { ...inv.thresholds, diskWarnPercent: 0.001, diskCritPercent: 0.002 }))
+    const file = inventoryWith('disk', (inv) => (inv.thresholds = { ...inv.thresholds, diskWarnPercent: 1, diskCritPercent: 2 }))
     const r = await labctl(['trivy', 'check', '--config', file, '--json'])
     expect(r.exitCode).toBe(3)
     const disk = parseJson<{ checks: Check[] }>(r.stdout).checks.find((c) => c.check === 'disk')!
     expect(disk.status).toBe('fail')
-    expect(disk.detail).toMatch(/\/var\/lib\/trivy on \/var: [\d.]+% used .*above 0\.002%/)
+    expect(disk.detail).toMatch(/\/var\/lib\/trivy on \/var: [\d.]+% used .*above 2%/)
     expect(disk.fix).toMatch(/clean --scan-cache/)
   })
 
