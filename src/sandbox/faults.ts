@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { LabctlError, UsageError } from '../errors.js'
 import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, writeState, type SandboxState } from './layout.js'
 import { restartComponent, stopComponent, writeServerCert } from './index.js'
-import { buildHostDb, CACHE_DIR, hostExec, writeHostEnv } from './host.js'
+import { buildHostDb, CACHE_DIR, hostExec, SERVICE, writeHostEnv } from './host.js'
 import { isAlive, spawnDaemon, stopProcess, waitFor, portOpen } from './proc.js'
 import { findTools } from './prereqs.js'
 
@@ -22,6 +22,7 @@ export const FAULTS = {
   'cert-expired': 'the public certificate expired yesterday',
   'cert-expiring': 'the public certificate expires in 3 days',
   'cert-wrong-name': 'the public certificate is for another name',
+  'restart-fails': 'the next start of the Trivy service fails (its unit errors once)',
 } as const
 export type Fault = keyof typeof FAULTS
 
@@ -83,6 +84,9 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
       await writeServerCert(p, { names: [...SANDBOX_NAMES.certNames], notAfter: new Date(Date.now() + 3 * DAY) })
       await restartComponent('haproxy', state, tools)
       break
+    case 'restart-fails':
+      await hostExec(state, ['sh', '-c', `echo 1 > /var/lib/labctl-standin/${SERVICE}.fail-start`])
+      break
     case 'cert-wrong-name':
       await writeServerCert(p, { names: ['other.apps.example.test'] })
       await restartComponent('haproxy', state, tools)
@@ -116,6 +120,7 @@ export async function healSandbox(dir = sandboxDir(), opts: { all?: boolean } = 
     restartTrivy = true
   }
   if (has('service-stopped', 'hung')) restartTrivy = true
+  if (has('restart-fails')) await hostExec(state, ['rm', '-f', `/var/lib/labctl-standin/${SERVICE}.fail-start`])
   if (has('dns-removed')) {
     state.dnsRecords = [
       { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },

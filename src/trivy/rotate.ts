@@ -1,0 +1,392 @@
+// Token rotation as a journaled, resumable, verified procedure across the three places that hold the
+// token: the server's EnvironmentFile, the Jenkins Secret Text credential, and the workstation's secrets
+// dir. The journal records fingerprints, never the token; the token moves through SFTP and HTTP bodies.
+import { randomBytes } from 'node:crypto'
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { userInfo } from 'node:os'
+import { dirname, join } from 'node:path'
+import { execa } from 'execa'
+import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
+import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
+import type { ScannerHost } from '../inventory/schema.js'
+import { labAgent } from '../net/http.js'
+import { readFile, run, writeFile } from '../ssh/index.js'
+import { updateSecretText } from '../jenkins/client.js'
+import { canaryScan, getHealthz } from './api.js'
+import { fingerprint, redact } from './token.js'
+
+export type RotationState = 'staged' | 'server-switched' | 'jenkins-updated' | 'promoted' | 'rolled-back' | 'failed'
+export type JournalStep = { step: string; status: 'done' | 'failed' | 'skipped'; at: string; detail: string }
+export type Journal = {
+  id: string
+  startedAt: string
+  operator: string
+  oldFingerprint: string
+  newFingerprint: string
+  hosts: string[]
+  state: RotationState
+  steps: JournalStep[]
+  error?: string
+}
+export type RotateOptions = {
+  loaded: LoadedInventory
+  hosts: ScannerHost[]
+  /** New token from a file, or "-" for stdin; default: generated. */
+  tokenFile?: string | undefined
+  readStdin?: () => string
+  rollback: boolean
+  create: boolean
+  jenkinsTimeoutMs: number
+  healthTimeoutMs: number
+  signal?: AbortSignal
+  progress?: (m: string) => void
+}
+export type RotateResult = { journal: Journal; windowNote: string }
+
+const TERMINAL: RotationState[] = ['promoted', 'rolled-back', 'failed']
+
+export function secretsPaths(loaded: LoadedInventory) {
+  const dir = inventoryPath(loaded, loaded.inventory.secrets.dir)
+  return { dir, token: join(dir, 'token'), pending: join(dir, 'token.pending'), prev: join(dir, 'token.prev'), journal: join(dir, 'rotation.json'), audit: join(dir, 'audit.log') }
+}
+
+export function readJournal(loaded: LoadedInventory): Journal | undefined {
+  const p = secretsPaths(loaded).journal
+  if (!existsSync(p)) return undefined
+  return JSON.parse(readFileSync(p, 'utf8')) as Journal
+}
+
+/** Writes a file durably and privately: temp file 0600, fsync, rename, fsync the directory. */
+function writePrivate(path: string, content: string): void {
+  const tmp = `${path}.tmp-${process.pid}`
+  try {
+    const fd = openSync(tmp, 'w', 0o600)
+    try {
+      writeSync(fd, content)
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, path)
+    const dfd = openSync(dirname(path), 'r')
+    fsyncSync(dfd)
+    closeSync(dfd)
+  } catch (err) {
+    rmSync(tmp, { force: true })
+    const code = (err as NodeJS.ErrnoException).code
+    throw new LabctlError(`cannot write ${path}: ${code === 'ENOSPC' ? 'no space left on the device' : (code ?? errorMessage(err))}`, {
+      code: code === 'ENOSPC' ? 'DISK_FULL' : 'LOCAL_WRITE',
+      suggestion: code === 'ENOSPC' ? `free space on the filesystem holding ${dirname(path)}, then rerun` : `check ${dirname(path)} (permissions, mount)`,
+    })
+  }
+}
+
+function saveJournal(loaded: LoadedInventory, j: Journal): void {
+  writePrivate(secretsPaths(loaded).journal, `${JSON.stringify(j, null, 2)}\n`)
+}
+
+/** The secrets dir must be private and, inside a git work tree, ignored by git. */
+export async function checkSecretsDir(dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const mode = statSync(dir).mode & 0o777
+  if (mode & 0o077) {
+    throw new LabctlError(`${dir} is mode ${mode.toString(8).padStart(4, '0')}: other users could read the token`, { code: 'SECRETS_DIR_OPEN', suggestion: `chmod 700 ${dir}` })
+  }
+  const inTree = await execa('git', ['-C', dir, 'rev-parse', '--is-inside-work-tree'], { reject: false, timeout: 10_000 })
+  if (inTree.exitCode === 0 && String(inTree.stdout).trim() === 'true') {
+    const ignored = await execa('git', ['-C', dir, 'check-ignore', '-q', join(dir, 'token')], { reject: false, timeout: 10_000 })
+    if (ignored.exitCode !== 0) {
+      throw new LabctlError(`${dir} is inside a git work tree and its files are not ignored: the token could be committed`, {
+        code: 'SECRETS_NOT_IGNORED',
+        suggestion: `add the directory to .gitignore (e.g. "${'secrets/'}"), then rerun`,
+      })
+    }
+  }
+}
+
+function newToken(o: RotateOptions): string {
+  if (!o.tokenFile) return randomBytes(32).toString('base64url')
+  const raw = o.tokenFile === '-' ? (o.readStdin ?? (() => readFileSync(0, 'utf8')))() : readFileSync(o.tokenFile, 'utf8')
+  const t = raw.trim()
+  if (t.length < 32 || !/^[A-Za-z0-9._~-]+$/.test(t)) {
+    throw new UsageError('the new token must be at least 32 URL-safe characters (letters, digits, . _ ~ -) on one line', { suggestion: 'omit --token-file to let labctl generate one' })
+  }
+  return t
+}
+
+function jenkinsApiToken(loaded: LoadedInventory): string | undefined {
+  const j = loaded.inventory.jenkins
+  if (process.env.LABCTL_JENKINS_API_TOKEN) return process.env.LABCTL_JENKINS_API_TOKEN.trim()
+  if (!j?.apiTokenFile) return undefined
+  const p = inventoryPath(loaded, j.apiTokenFile)
+  try {
+    return readFileSync(p, 'utf8').trim()
+  } catch {
+    throw new LabctlError(`cannot read the Jenkins API token file ${p}`, { code: 'NO_JENKINS_TOKEN', suggestion: 'create it (mode 0600) or set LABCTL_JENKINS_API_TOKEN' })
+  }
+}
+
+function withToken(envText: string, token: string): string {
+  const lines = envText.split('\n')
+  let found = false
+  const out = lines.map((l) => {
+    if (/^\s*(export\s+)?TRIVY_TOKEN=/.test(l)) {
+      found = true
+      return `TRIVY_TOKEN=${token}`
+    }
+    return l
+  })
+  if (!found) {
+    if (out.length && out[out.length - 1] === '') out.pop()
+    out.push(`TRIVY_TOKEN=${token}`, '')
+  }
+  return out.join('\n')
+}
+
+export function rotationPlan(o: Pick<RotateOptions, 'loaded' | 'hosts' | 'rollback'>): string[] {
+  const inv = o.loaded.inventory
+  const s = secretsPaths(o.loaded)
+  return [
+    `generate a new token (32 random bytes, URL-safe) and stage it as ${s.pending} (0600)`,
+    ...o.hosts.map((h) => `${h.name}: rewrite ${inv.trivy.envFile} (root 0600) over SFTP, restart ${inv.trivy.serviceName}, wait for /healthz, prove new token accepted and old rejected`),
+    inv.jenkins ? `Jenkins ${inv.jenkins.url}: update Secret Text ${inv.jenkins.credentialId} in store ${inv.jenkins.store}` : 'Jenkins: not in the inventory (skipped)',
+    `promote: ${s.pending} → ${s.token}, previous kept as ${s.prev}; audit line in ${s.audit}`,
+    o.rollback ? 'on failure after the server changed: roll the server (and Jenkins) back to the old token and verify it' : 'on failure: stop; finish later with --resume',
+  ]
+}
+
+export async function rotateToken(o: RotateOptions, resume: boolean): Promise<RotateResult> {
+  const { loaded } = o
+  const inv = loaded.inventory
+  const s = secretsPaths(loaded)
+  const progress = o.progress ?? (() => {})
+  await checkSecretsDir(s.dir)
+  if (!existsSync(s.token)) throw new LabctlError(`no current token at ${s.token}`, { code: 'NO_TOKEN', suggestion: 'put the token the servers accept there (0600) before rotating' })
+  const oldToken = readFileSync(s.token, 'utf8').trim()
+  let journal = readJournal(loaded)
+  let token: string
+  if (resume) {
+    if (!journal || TERMINAL.includes(journal.state)) throw new UsageError('there is no interrupted rotation to resume', { suggestion: 'see `labctl trivy rotate-token --status`' })
+    if (!existsSync(s.pending)) throw new LabctlError(`the staged token ${s.pending} is missing: cannot resume`, { suggestion: 'roll back with `labctl trivy rotate-token --rollback`' })
+    token = readFileSync(s.pending, 'utf8').trim()
+    if (fingerprint(token) !== journal.newFingerprint) throw new LabctlError('the staged token does not match the journal', { suggestion: 'roll back with `labctl trivy rotate-token --rollback`' })
+    progress(`resuming rotation ${journal.id} from state ${journal.state}`)
+  } else {
+    if (journal && !TERMINAL.includes(journal.state)) {
+      throw new UsageError(`rotation ${journal.id} was interrupted in state ${journal.state}`, { suggestion: 'finish it with `--resume`, or undo it with `--rollback`' })
+    }
+    token = newToken(o)
+    if (token === oldToken) throw new UsageError('the new token equals the current one', { suggestion: 'omit --token-file to generate one' })
+    journal = {
+      id: new Date().toISOString().replace(/[:.]/g, '-'),
+      startedAt: new Date().toISOString(),
+      operator: process.env.SUDO_USER || userInfo().username,
+      oldFingerprint: fingerprint(oldToken),
+      newFingerprint: fingerprint(token),
+      hosts: o.hosts.map((h) => h.name),
+      state: 'staged',
+      steps: [],
+    }
+    // Stage locally first: a full disk or a bad directory fails here, before anything else changed.
+    writePrivate(s.pending, `${token}\n`)
+    journal.steps.push({ step: 'stage', status: 'done', at: new Date().toISOString(), detail: `${s.pending} (${journal.newFingerprint})` })
+    try {
+      saveJournal(loaded, journal)
+    } catch (err) {
+      rmSync(s.pending, { force: true })
+      throw err
+    }
+  }
+  const j: Journal = journal
+  const secrets = [token, oldToken]
+  const mark = (step: string, status: JournalStep['status'], detail: string, state?: RotationState): void => {
+    j.steps.push({ step, status, at: new Date().toISOString(), detail: redact(detail, secrets) })
+    if (state) j.state = state
+    saveJournal(loaded, j)
+  }
+  const caFile = inv.trivy.caBundle ? inventoryPath(loaded, inv.trivy.caBundle) : undefined
+  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile })
+  const checkAbort = (): void => {
+    if (o.signal?.aborted) throw o.signal.reason ?? new LabctlError('interrupted')
+  }
+
+  let touched = false
+  const switchServer = async (h: ScannerHost, to: string, verifyRejected: string | undefined): Promise<void> => {
+    const envText = (await readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
+    if (to === token) touched = true
+    await writeFile(h, inv.trivy.envFile, withToken(envText, to), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
+    await run(h, ['systemctl', 'restart', inv.trivy.serviceName], { sudo: true, timeoutMs: 90_000, check: true })
+    const base = h.debugUrl ? new URL(h.debugUrl).origin : inv.trivy.publicUrl
+    const deadline = Date.now() + o.healthTimeoutMs
+    // Healthy directly, and through the edge again (HAProxy's health check has to see it come back).
+    const healthy = (url: string) => getHealthz(url, { dispatcher: agent, timeoutMs: 2000 }).then((r) => r.status === 200, () => false)
+    for (;;) {
+      const ok = (await healthy(base)) && (base === inv.trivy.publicUrl || (await healthy(inv.trivy.publicUrl)))
+      if (ok) break
+      if (Date.now() > deadline) throw new LabctlError(`${h.name} did not answer /healthz within ${o.healthTimeoutMs / 1000} s after the restart`, { suggestion: `\`labctl trivy logs --host ${h.name} -n 50\`` })
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    const accepted = await canaryScan({ baseUrl: base, token: to, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
+    if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the ${to === token ? 'new' : 'old'} token after the restart (${accepted.kind})`)
+    if (verifyRejected) {
+      const rejected = await canaryScan({ baseUrl: base, token: verifyRejected, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
+      if (rejected.kind !== 'unauthorized') throw new LabctlError(`${h.name} still accepts the old token after the restart`)
+    }
+  }
+  const jenkinsSet = async (secret: string): Promise<string> => {
+    const jk = inv.jenkins!
+    const r = await updateSecretText({
+      url: jk.url,
+      user: jk.user ?? '',
+      apiToken: jenkinsApiToken(loaded),
+      timeoutMs: o.jenkinsTimeoutMs,
+      caFile: jk.caBundle ? inventoryPath(loaded, jk.caBundle) : undefined,
+      dnsServers: inv.dns.servers,
+      store: jk.store as 'system',
+      credentialId: jk.credentialId,
+      secret,
+      create: o.create,
+    })
+    return `${r.action} ${jk.credentialId} in ${jk.store}`
+  }
+
+  try {
+    if (j.state === 'staged') {
+      checkAbort()
+      progress(`server: switching ${o.hosts.map((h) => h.name).join(', ')} to the new token`)
+      await Promise.all(o.hosts.map((h) => switchServer(h, token, oldToken)))
+      mark('server', 'done', `${o.hosts.map((h) => h.name).join(', ')}: new token accepted, old rejected`, 'server-switched')
+    }
+    if (j.state === 'server-switched') {
+      checkAbort()
+      if (inv.jenkins) {
+        progress(`jenkins: updating credential ${inv.jenkins.credentialId}`)
+        mark('jenkins', 'done', await jenkinsSet(token), 'jenkins-updated')
+      } else mark('jenkins', 'skipped', 'no jenkins section in the inventory', 'jenkins-updated')
+    }
+    if (j.state === 'jenkins-updated') {
+      checkAbort()
+      progress('promote: the new token becomes current locally')
+      if (existsSync(s.token)) renameSync(s.token, s.prev)
+      renameSync(s.pending, s.token)
+      const line = `${new Date().toISOString()} operator=${j.operator} rotation=${j.id} ${j.oldFingerprint} -> ${j.newFingerprint} hosts=${j.hosts.join(',')} jenkins=${inv.jenkins ? 'updated' : 'skipped'} steps=${j.steps.map((x) => `${x.step}:${x.status}`).join(',')}\n`
+      appendFileSync(s.audit, line, { mode: 0o600 })
+      mark('promote', 'done', `${s.token} (previous kept as ${s.prev})`, 'promoted')
+    }
+    return { journal: j, windowNote: 'the server switched before Jenkins was updated: scans with the old token got 401 in between' }
+  } catch (err) {
+    const why = redact(err instanceof LabctlError ? err.message : errorMessage(err), secrets)
+    // From the first env file write on, a server may hold the new token.
+    const changed = touched || j.state !== 'staged'
+    if (!changed) {
+      rmSync(s.pending, { force: true })
+      j.error = why
+      mark('server', 'failed', why, 'failed')
+      throw new LabctlError(`rotation failed before anything changed: ${oneLine(why)}`, {
+        code: err instanceof LabctlError ? err.code : 'ROTATION_FAILED',
+        suggestion: err instanceof LabctlError && err.suggestion ? err.suggestion : 'fix the cause and rerun; all three places still hold the old token',
+      })
+    }
+    if (!o.rollback) {
+      j.error = why
+      saveJournal(loaded, j)
+      throw new LabctlError(`rotation stopped in state ${j.state}: ${oneLine(why)}`, { code: 'ROTATION_STOPPED', suggestion: 'fix the cause, then `labctl trivy rotate-token --resume` (or `--rollback`)' })
+    }
+    progress(`rolling back: ${oneLine(why)}`)
+    await rollbackTo(o, j, oldToken, switchServer, jenkinsSet, mark)
+    throw new LabctlError(`rotation failed (${oneLine(why)}); rolled back: the servers${inv.jenkins ? ' and Jenkins' : ''} hold the old token again, verified`, {
+      code: 'ROTATION_ROLLED_BACK',
+      suggestion: 'fix the cause, then rerun `labctl trivy rotate-token`',
+    })
+  } finally {
+    await agent.close()
+  }
+}
+
+type Mark = (step: string, status: JournalStep['status'], detail: string, state?: RotationState) => void
+
+async function rollbackTo(
+  o: RotateOptions,
+  j: Journal,
+  oldToken: string,
+  switchServer: (h: ScannerHost, to: string, verifyRejected: string | undefined) => Promise<void>,
+  jenkinsSet: (secret: string) => Promise<string>,
+  mark: Mark,
+): Promise<void> {
+  const s = secretsPaths(o.loaded)
+  try {
+    await Promise.all(o.hosts.map((h) => switchServer(h, oldToken, undefined)))
+    mark('rollback-server', 'done', 'old token accepted again')
+    if (o.loaded.inventory.jenkins && (j.state === 'jenkins-updated' || j.steps.some((x) => x.step === 'jenkins' && x.status === 'done'))) {
+      mark('rollback-jenkins', 'done', await jenkinsSet(oldToken))
+    }
+  } catch (err) {
+    j.error = `rollback failed: ${errorMessage(err)}`
+    mark('rollback', 'failed', j.error)
+    throw new LabctlError(`rotation failed and so did the rollback: ${oneLine(errorMessage(err))}`, {
+      code: 'ROLLBACK_FAILED',
+      suggestion: 'the new token is kept in the secrets dir as token.pending: `labctl trivy rotate-token --resume` or `--rollback` once the cause is fixed',
+    })
+  }
+  rmSync(s.pending, { force: true })
+  mark('rollback', 'done', 'all places hold the old token', 'rolled-back')
+}
+
+/** Explicit rollback of an interrupted rotation (after a crash or --no-rollback). Idempotent. */
+export async function rollbackRotation(o: RotateOptions): Promise<Journal> {
+  const j = readJournal(o.loaded)
+  if (!j || TERMINAL.includes(j.state)) throw new UsageError('there is no interrupted rotation to roll back', { suggestion: 'see `labctl trivy rotate-token --status`' })
+  const s = secretsPaths(o.loaded)
+  const oldToken = readFileSync(s.token, 'utf8').trim()
+  if (fingerprint(oldToken) !== j.oldFingerprint) throw new LabctlError("the current token does not match the journal's old token", { suggestion: 'inspect the secrets dir by hand' })
+  const inv = o.loaded.inventory
+  const caFile = inv.trivy.caBundle ? inventoryPath(o.loaded, inv.trivy.caBundle) : undefined
+  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile })
+  const mark: Mark = (step, status, detail, state) => {
+    j.steps.push({ step, status, at: new Date().toISOString(), detail })
+    if (state) j.state = state
+    saveJournal(o.loaded, j)
+  }
+  try {
+    await rotateRollbackOnly(o, j, oldToken, mark, agent)
+    return j
+  } finally {
+    await agent.close()
+  }
+}
+
+async function rotateRollbackOnly(o: RotateOptions, j: Journal, oldToken: string, mark: Mark, agent: ReturnType<typeof labAgent>): Promise<void> {
+  const inv = o.loaded.inventory
+  for (const h of o.hosts) {
+    const envText = (await readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
+    await writeFile(h, inv.trivy.envFile, withToken(envText, oldToken), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
+    await run(h, ['systemctl', 'restart', inv.trivy.serviceName], { sudo: true, timeoutMs: 90_000, check: true })
+    const base = h.debugUrl ? new URL(h.debugUrl).origin : inv.trivy.publicUrl
+    const deadline = Date.now() + o.healthTimeoutMs
+    for (;;) {
+      const r = await canaryScan({ baseUrl: base, token: oldToken, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 5000 }).catch(() => undefined)
+      if (r?.kind === 'ok') break
+      if (Date.now() > deadline) throw new LabctlError(`${h.name} does not accept the old token after the rollback`)
+      await new Promise((res) => setTimeout(res, 200))
+    }
+  }
+  mark('rollback-server', 'done', 'old token accepted again')
+  if (inv.jenkins && j.steps.some((x) => x.step === 'jenkins' && x.status === 'done')) {
+    const jk = inv.jenkins
+    await updateSecretText({
+      url: jk.url,
+      user: jk.user ?? '',
+      apiToken: jenkinsApiToken(o.loaded),
+      timeoutMs: o.jenkinsTimeoutMs,
+      dnsServers: inv.dns.servers,
+      caFile: jk.caBundle ? inventoryPath(o.loaded, jk.caBundle) : undefined,
+      store: jk.store as 'system',
+      credentialId: jk.credentialId,
+      secret: oldToken,
+      create: false,
+    })
+    mark('rollback-jenkins', 'done', `restored ${jk.credentialId}`)
+  }
+  rmSync(secretsPaths(o.loaded).pending, { force: true })
+  mark('rollback', 'done', 'all places hold the old token', 'rolled-back')
+}
