@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LabctlError, UsageError } from '../errors.js'
 import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, writeState, type SandboxState } from './layout.js'
-import { restartComponent, stopComponent, writeServerCert } from './index.js'
+import { edgeHealthy, restartComponent, stopComponent, writeServerCert } from './index.js'
 import { buildHostDb, CACHE_DIR, hostExec, SERVICE, writeHostEnv } from './host.js'
 import { isAlive, spawnDaemon, stopProcess, waitFor, portOpen } from './proc.js'
 import { findTools } from './prereqs.js'
@@ -43,9 +43,13 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
       await writeHostEnv(state, randomBytes(32).toString('base64url'))
       await restartComponent('trivy', state, tools)
       break
-    case 'service-stopped':
+    case 'service-stopped': {
       await stopComponent('trivy', state)
+      // The fault is in effect only when nothing answers on the listener and the edge says so too.
+      const down = await waitFor(async () => !(await portOpen(state.ports.trivy)) && !(await edgeHealthy(state)), 10_000)
+      if (!down) throw new LabctlError(`something still answers on 127.0.0.1:${state.ports.trivy} after stopping the service`, { suggestion: 'check for a stray trivy process (ps -ef | grep trivy)' })
       break
+    }
     case 'hung': {
       await stopComponent('trivy', state)
       // A listener that accepts and then says nothing: what a wedged server looks like from outside.

@@ -6,6 +6,7 @@ import { request } from 'undici'
 import { stringify } from 'yaml'
 import { LabctlError, errorMessage, oneLine } from '../errors.js'
 import { labsDir } from '../paths.js'
+import { httpRequest, labAgent } from '../net/http.js'
 import type { CertOptions } from './tls.js'
 import { findTools, type Tools } from './prereqs.js'
 import { freePorts, isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from './proc.js'
@@ -194,16 +195,13 @@ export async function restartComponent(name: ComponentName, state: SandboxState,
   }
 }
 
-/** HAProxy's view of the backend: /healthz through the TLS edge answers ok. */
-async function edgeHealthy(state: SandboxState): Promise<boolean> {
+/** HAProxy's view of the backend: /healthz through the TLS edge, by the public name, answers ok. */
+export async function edgeHealthy(state: SandboxState): Promise<boolean> {
   const p = sandboxPaths(state.dir)
-  const ca = readFileSync(p.caCert, 'utf8')
-  const { Agent } = await import('undici')
-  const agent = new Agent({ connect: { ca, servername: SANDBOX_NAMES.publicName, rejectUnauthorized: false } })
+  const agent = labAgent({ dnsServers: [`127.0.0.1:${state.ports.dns}`], dnsTimeoutMs: 1000, caFile: p.caCert, connectTimeoutMs: 1000 })
   try {
-    const res = await request(`https://127.0.0.1:${state.ports.haproxy}/healthz`, { dispatcher: agent, headersTimeout: 1000, bodyTimeout: 1000 })
-    const body = await res.body.text()
-    return res.statusCode === 200 && body.trim() === 'ok'
+    const res = await httpRequest(`https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}/healthz`, { dispatcher: agent, timeoutMs: 1000 })
+    return res.status === 200 && res.body.trim() === 'ok'
   } catch {
     return false
   } finally {

@@ -7,7 +7,7 @@ import type { ScannerHost } from '../inventory/schema.js'
 import { LabctlError, oneLine } from '../errors.js'
 import { labAgent } from '../net/http.js'
 import { run } from '../ssh/index.js'
-import { canaryScan, getVersion } from './api.js'
+import { canaryScan, getHealthz, getVersion } from './api.js'
 import { loadToken } from './token.js'
 
 export type ResetDbOptions = { purge: boolean; scanCache: boolean; waitMs: number; tokenFile?: string | undefined }
@@ -88,7 +88,9 @@ export async function resetDb(
           try {
             const v = await getVersion(base, { dispatcher: agent, timeoutMs: 3000 })
             const age = v.VulnerabilityDB ? Date.now() - Date.parse(v.VulnerabilityDB.UpdatedAt) : Infinity
-            if (v.VulnerabilityDB && age < inv.thresholds.dbFreshnessHours * 3_600_000) return v.VulnerabilityDB
+            // Back in service means through the edge too: HAProxy's health check must see it again.
+            const edgeUp = base === t.publicUrl || (await getHealthz(t.publicUrl, { dispatcher: agent, timeoutMs: 3000 }).then((r) => r.status === 200, () => false))
+            if (v.VulnerabilityDB && age < inv.thresholds.dbFreshnessHours * 3_600_000 && edgeUp) return v.VulnerabilityDB
             last = v.VulnerabilityDB ? `DB still stale (UpdatedAt ${v.VulnerabilityDB.UpdatedAt})` : 'no DB in /version yet'
           } catch (err) {
             last = oneLine((err as Error).message ?? String(err), 120)

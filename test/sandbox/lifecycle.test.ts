@@ -2,7 +2,7 @@
 import { existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { isAlive, portOpen } from '../../src/sandbox/proc.js'
 import { labctl, parseJson } from '../helpers.js'
 
@@ -11,6 +11,9 @@ describe('sandbox lifecycle', () => {
     const root = mkdtempSync(join(tmpdir(), 'labctl-life-'))
     const env = { XDG_CONFIG_HOME: join(root, 'config'), LABCTL_SANDBOX_DIR: join(root, 'sb') }
     const up = await labctl(['sandbox', 'up', '--json'], { env, timeoutMs: 120_000 })
+    onTestFinished(async () => {
+      await labctl(['sandbox', 'down'], { env })
+    })
     expect(up.exitCode, up.stderr).toBe(0)
     const s = parseJson<{ components: Array<{ name: string; pid: number; port: number }> }>(up.stdout)
     expect(s.components.map((c: { name?: string }) => c.name)).toEqual(['registry', 'dns', 'host', 'trivy', 'haproxy'])
