@@ -39,7 +39,7 @@ export function collectSecrets(secretsDir: string | undefined, env: NodeJS.Proce
 
 const PATTERNS: Array<[RegExp, string]> = [
   [/\b(TRIVY_TOKEN\s*=\s*)("[^"]*"|'[^']*'|\S+)/g, `$1${REDACTED}`],
-  [/\b((?:--token)(?:\s+|=))(?!-)(\S+)/g, `$1${REDACTED}`],
+  [/(^|\s)(--token(?:\s+|=))(?!-)(\S+)/g, `$1$2${REDACTED}`],
   [/\b((?:Trivy-Token|Authorization|X-Trivy-Token)\s*:\s*)(?:Bearer\s+|Basic\s+)?(\S+)/gi, `$1${REDACTED}`],
 ]
 

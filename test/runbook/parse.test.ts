@@ -1,0 +1,129 @@
+// A runbook file with an unknown step type, a missing field or a dangling reference is rejected with
+// FILE:LINE:COL and what is wrong — by the parser, and by the CLI with exit 2.
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { parseRunbook, RunbookError } from '../../src/runbook/parse.js'
+import { findRunbook, listRunbooks } from '../../src/runbook/catalog.js'
+import { labctl, parseJson, ROOT } from '../helpers.js'
+
+const tmp = mkdtempSync(join(tmpdir(), 'labctl-rb-parse-'))
+
+const GOOD = `name: demo
+title: Demo
+symptom: a demo
+causes:
+  broken: it is broken
+steps:
+  - id: probe
+    type: check
+    title: probe it
+    run: trivy validate
+  - id: decide
+    type: diagnosis
+    title: decide
+    cases:
+      - cause: broken
+        when:
+          - finding: { step: probe, check: scan }
+        goto: fix
+  - id: fix
+    type: manual
+    title: fix it
+    instructions: do the thing
+`
+
+function problems(text: string, file = '/x/demo.yaml'): string[] {
+  try {
+    parseRunbook(text, file)
+  } catch (err) {
+    expect(err).toBeInstanceOf(RunbookError)
+    const e = err as RunbookError
+    expect(e.exitCode).toBe(2)
+    return e.problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.key}: ${p.message}`)
+  }
+  throw new Error('expected the runbook to be rejected')
+}
+
+describe('runbook parser', () => {
+  it('accepts a valid runbook', () => {
+    const rb = parseRunbook(GOOD, '/x/demo.yaml')
+    expect(rb.steps.map((s) => s.type)).toEqual(['check', 'diagnosis', 'manual'])
+    expect(rb.steps[2]).toMatchObject({ confirm: 'Done?' })
+  })
+
+  it('rejects an unknown step type with its file, line and the types it knows', () => {
+    const p = problems(GOOD.replace('    type: manual', '    type: frobnicate'))
+    expect(p).toEqual(['/x/demo.yaml:20:11: steps[2].type: unknown step type "frobnicate" (expected one of: check, diagnosis, action, manual)'])
+  })
+
+  it('rejects a missing field at the step it belongs to', () => {
+    expect(problems(GOOD.replace('    run: trivy validate\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:7:5: steps\[0\]\.run: required key is missing/)])
+    expect(problems(GOOD.replace('    instructions: do the thing\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:18:5: steps\[2\]\.instructions: required key is missing/)])
+    expect(problems(GOOD.replace('    type: check\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:7:5: steps\[0\]: required key is missing: every step needs a type/)])
+    expect(problems(GOOD.replace('title: Demo\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:1:1: title: required key is missing/)])
+  })
+
+  it('rejects unknown keys, bad ids, and lists every problem in line order', () => {
+    const text = GOOD.replace('    title: probe it\n', '    title: probe it\n    retries: 3\n').replace('  - id: fix\n', '  - id: Fix_It\n')
+    const p = problems(text)
+    expect(p).toEqual([
+      '/x/demo.yaml:10:5: steps[0].retries: unknown key',
+      expect.stringMatching(/^\/x\/demo\.yaml:19:9: steps\[2\]\.id: must be lowercase letters/),
+    ])
+  })
+
+  it('rejects references to steps and causes that do not exist', () => {
+    const p = problems(GOOD.replace('goto: fix', 'goto: repair').replace('- cause: broken', '- cause: smashed').replace('step: probe', 'step: prob'))
+    expect(p).toEqual([
+      '/x/demo.yaml:15:9: steps[1].cases[0].cause: cause "smashed" is not listed under causes: (broken)',
+      '/x/demo.yaml:17:24: steps[1].cases[0].when[0].finding.step: no step "prob" in this runbook',
+      '/x/demo.yaml:18:9: steps[1].cases[0].goto: no step "repair" in this runbook (steps: probe, decide, fix, or end)',
+    ])
+  })
+
+  it('rejects a YAML syntax error, a condition with two kinds, a bad regex, a name that is not the file name', () => {
+    expect(problems('name: [unclosed\n')[0]).toMatch(/^\/x\/demo\.yaml:\d+:\d+: : YAML syntax/)
+    expect(problems(GOOD.replace('          - finding: { step: probe, check: scan }', '          - finding: { step: probe, check: scan }\n            exit: { step: probe, code: 3 }'))[0]).toMatch(/when\[0\]: a condition has exactly one of: .* \(found finding, exit\)/)
+    expect(problems(GOOD.replace('check: scan }', 'check: scan, detail: "(" }'))[0]).toMatch(/finding\.detail: not a valid regular expression/)
+    expect(problems(GOOD, '/x/other.yaml')).toEqual(['/x/other.yaml:1:7: name: "demo" differs from the file name "other": name the file demo.yaml'])
+  })
+
+  it('every shipped runbook parses, is named after its file, and names its drills\' causes', () => {
+    const { runbooks, problems: broken } = listRunbooks({ ...process.env, XDG_CONFIG_HOME: tmp, LABCTL_RUNBOOKS_DIR: '' })
+    expect(broken).toEqual([])
+    const names = runbooks.map((r) => r.runbook.name)
+    const files = readdirSync(join(ROOT, 'runbooks')).filter((f) => f.endsWith('.yaml')).map((f) => f.replace(/\.yaml$/, ''))
+    expect(names.sort()).toEqual(files.sort())
+    for (const n of ['scan-401', 'high-critical-new-image', 'scan-hangs', 'scan-500', 'digest-now-fails', 'db-stale', 'disk-full', 'dns-record-wrong', 'tls-cert-expiry', 'token-rotation', 'post-change-validation', 'version-drift']) {
+      expect(names).toContain(n)
+    }
+    expect(() => findRunbook('scan-50', { ...process.env, XDG_CONFIG_HOME: tmp })).toThrow(/no runbook "scan-50"/)
+  })
+
+  it('the CLI rejects a broken runbook file with FILE:LINE and exit 2 (show, run and list)', async () => {
+    const file = join(tmp, 'demo.yaml')
+    writeFileSync(file, GOOD.replace('    type: manual', '    type: frobnicate').replace('    run: trivy validate\n', ''))
+    for (const cmd of [['runbook', 'show', file], ['runbook', 'run', file, '--yes']]) {
+      const r = await labctl([...cmd, '--json'])
+      expect(r.exitCode, String(r.stderr)).toBe(2)
+      const out = parseJson<{ status: string; error: { code: string; message: string; details: string[] } }>(String(r.stdout))
+      expect(out.error.code).toBe('BAD_RUNBOOK')
+      expect(out.error.message).toMatch(new RegExp(`^${file}:7:5: steps\\[0\\]\\.run: required key is missing .*\\(\\+1 more problem\\)$`))
+      expect(out.error.details).toEqual([`${file}:19:11: steps[2].type: unknown step type "frobnicate" (expected one of: check, diagnosis, action, manual)`])
+    }
+    const human = await labctl(['runbook', 'show', file])
+    expect(human.exitCode).toBe(2)
+    expect(String(human.stderr)).toContain(`${file}:19:11: steps[2].type: unknown step type "frobnicate"`)
+    const site = join(tmp, 'site')
+    const { mkdirSync } = await import('node:fs')
+    mkdirSync(join(site, 'labctl', 'runbooks'), { recursive: true })
+    writeFileSync(join(site, 'labctl', 'runbooks', 'demo.yaml'), GOOD.replace('    type: manual', '    type: frobnicate'))
+    const list = await labctl(['runbook', 'list', '--json'], { env: { XDG_CONFIG_HOME: site } })
+    expect(list.exitCode).toBe(2)
+    const res = parseJson<{ runbooks: Array<{ name: string }>; problems: Array<{ line: number; message: string }> }>(String(list.stdout))
+    expect(res.runbooks.length).toBeGreaterThanOrEqual(12)
+    expect(res.problems).toEqual([expect.objectContaining({ line: 20, message: expect.stringMatching(/unknown step type "frobnicate"/) })])
+  })
+})
