@@ -211,57 +211,19 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
   }
 
   let touched = false
-  const switchServer = async (h: ScannerHost, to: string, verifyRejected: string | undefined): Promise<void> => {
-    const envText = (await readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
-    if (to === token) touched = true
-    await writeFile(h, inv.trivy.envFile, withToken(envText, to), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
-    await run(h, ['systemctl', 'restart', inv.trivy.serviceName], { sudo: true, timeoutMs: 90_000, check: true })
-    const base = h.debugUrl ? new URL(h.debugUrl).origin : inv.trivy.publicUrl
-    const deadline = Date.now() + o.healthTimeoutMs
-    // Healthy directly, and through the edge again (HAProxy's health check has to see it come back).
-    const healthy = (url: string) => getHealthz(url, { dispatcher: agent, timeoutMs: 2000 }).then((r) => r.status === 200, () => false)
-    for (;;) {
-      const ok = (await healthy(base)) && (base === inv.trivy.publicUrl || (await healthy(inv.trivy.publicUrl)))
-      if (ok) break
-      if (Date.now() > deadline) throw new LabctlError(`${h.name} did not answer /healthz within ${o.healthTimeoutMs / 1000} s after the restart`, { suggestion: `\`labctl trivy logs --host ${h.name} -n 50\`` })
-      await new Promise((r) => setTimeout(r, 100))
-    }
-    const accepted = await canaryScan({ baseUrl: base, token: to, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-    if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the ${to === token ? 'new' : 'old'} token after the restart (${accepted.kind})`)
-    if (verifyRejected) {
-      const rejected = await canaryScan({ baseUrl: base, token: verifyRejected, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-      if (rejected.kind !== 'unauthorized') throw new LabctlError(`${h.name} still accepts the old token after the restart`)
-    }
-  }
-  const jenkinsSet = async (secret: string): Promise<string> => {
-    const jk = inv.jenkins!
-    const r = await updateSecretText({
-      url: jk.url,
-      user: jk.user ?? '',
-      apiToken: jenkinsApiToken(loaded),
-      timeoutMs: o.jenkinsTimeoutMs,
-      caFile: jk.caBundle ? inventoryPath(loaded, jk.caBundle) : undefined,
-      dnsServers: inv.dns.servers,
-      store: jk.store as 'system',
-      credentialId: jk.credentialId,
-      secret,
-      create: o.create,
-    })
-    return `${r.action} ${jk.credentialId} in ${jk.store}`
-  }
 
   try {
     if (j.state === 'staged') {
       checkAbort()
       progress(`server: switching ${o.hosts.map((h) => h.name).join(', ')} to the new token`)
-      await Promise.all(o.hosts.map((h) => switchServer(h, token, oldToken)))
+      await Promise.all(o.hosts.map((h) => switchServerToken(o, agent, h, token, { verifyRejected: oldToken, onWrite: () => void (touched = true) })))
       mark('server', 'done', `${o.hosts.map((h) => h.name).join(', ')}: new token accepted, old rejected`, 'server-switched')
     }
     if (j.state === 'server-switched') {
       checkAbort()
       if (inv.jenkins) {
         progress(`jenkins: updating credential ${inv.jenkins.credentialId}`)
-        mark('jenkins', 'done', await jenkinsSet(token), 'jenkins-updated')
+        mark('jenkins', 'done', await setJenkinsSecret(o, token, o.create), 'jenkins-updated')
       } else mark('jenkins', 'skipped', 'no jenkins section in the inventory', 'jenkins-updated')
     }
     if (j.state === 'jenkins-updated') {
@@ -293,7 +255,7 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
       throw new LabctlError(`rotation stopped in state ${j.state}: ${oneLine(why)}`, { code: 'ROTATION_STOPPED', suggestion: 'fix the cause, then `labctl trivy rotate-token --resume` (or `--rollback`)' })
     }
     progress(`rolling back: ${oneLine(why)}`)
-    await rollbackTo(o, j, oldToken, switchServer, jenkinsSet, mark)
+    await rollbackTo(o, j, oldToken, agent, mark)
     throw new LabctlError(`rotation failed (${oneLine(why)}); rolled back: the servers${inv.jenkins ? ' and Jenkins' : ''} hold the old token again, verified`, {
       code: 'ROTATION_ROLLED_BACK',
       suggestion: 'fix the cause, then rerun `labctl trivy rotate-token`',
@@ -305,20 +267,14 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
 
 type Mark = (step: string, status: JournalStep['status'], detail: string, state?: RotationState) => void
 
-async function rollbackTo(
-  o: RotateOptions,
-  j: Journal,
-  oldToken: string,
-  switchServer: (h: ScannerHost, to: string, verifyRejected: string | undefined) => Promise<void>,
-  jenkinsSet: (secret: string) => Promise<string>,
-  mark: Mark,
-): Promise<void> {
+/** Everything back to the old token, verified; Jenkins only when this rotation had changed it. */
+async function rollbackTo(o: RotateOptions, j: Journal, oldToken: string, agent: ReturnType<typeof labAgent>, mark: Mark): Promise<void> {
   const s = secretsPaths(o.loaded)
   try {
-    await Promise.all(o.hosts.map((h) => switchServer(h, oldToken, undefined)))
+    await Promise.all(o.hosts.map((h) => switchServerToken(o, agent, h, oldToken, {})))
     mark('rollback-server', 'done', 'old token accepted again')
-    if (o.loaded.inventory.jenkins && (j.state === 'jenkins-updated' || j.steps.some((x) => x.step === 'jenkins' && x.status === 'done'))) {
-      mark('rollback-jenkins', 'done', await jenkinsSet(oldToken))
+    if (o.loaded.inventory.jenkins && j.steps.some((x) => x.step === 'jenkins' && x.status === 'done')) {
+      mark('rollback-jenkins', 'done', await setJenkinsSecret(o, oldToken, false))
     }
   } catch (err) {
     j.error = `rollback failed: ${errorMessage(err)}`
@@ -348,45 +304,62 @@ export async function rollbackRotation(o: RotateOptions): Promise<Journal> {
     saveJournal(o.loaded, j)
   }
   try {
-    await rotateRollbackOnly(o, j, oldToken, mark, agent)
+    await rollbackTo(o, j, oldToken, agent, mark)
     return j
   } finally {
     await agent.close()
   }
 }
 
-async function rotateRollbackOnly(o: RotateOptions, j: Journal, oldToken: string, mark: Mark, agent: ReturnType<typeof labAgent>): Promise<void> {
+/**
+ * Puts TOKEN into a host's EnvironmentFile (root 0600, over SFTP), restarts the service, waits until it
+ * answers directly and through the edge, and proves the token is accepted (and another one rejected).
+ */
+async function switchServerToken(
+  o: RotateOptions,
+  agent: ReturnType<typeof labAgent>,
+  h: ScannerHost,
+  to: string,
+  opts: { verifyRejected?: string | undefined; onWrite?: () => void },
+): Promise<void> {
   const inv = o.loaded.inventory
-  for (const h of o.hosts) {
-    const envText = (await readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
-    await writeFile(h, inv.trivy.envFile, withToken(envText, oldToken), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
-    await run(h, ['systemctl', 'restart', inv.trivy.serviceName], { sudo: true, timeoutMs: 90_000, check: true })
-    const base = h.debugUrl ? new URL(h.debugUrl).origin : inv.trivy.publicUrl
-    const deadline = Date.now() + o.healthTimeoutMs
-    for (;;) {
-      const r = await canaryScan({ baseUrl: base, token: oldToken, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 5000 }).catch(() => undefined)
-      if (r?.kind === 'ok') break
-      if (Date.now() > deadline) throw new LabctlError(`${h.name} does not accept the old token after the rollback`)
-      await new Promise((res) => setTimeout(res, 200))
-    }
+  const envText = (await readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
+  opts.onWrite?.()
+  await writeFile(h, inv.trivy.envFile, withToken(envText, to), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
+  await run(h, ['systemctl', 'restart', inv.trivy.serviceName], { sudo: true, timeoutMs: 90_000, check: true })
+  const base = h.debugUrl ? new URL(h.debugUrl).origin : inv.trivy.publicUrl
+  const deadline = Date.now() + o.healthTimeoutMs
+  // Healthy directly, and through the edge again (HAProxy's health check has to see it come back).
+  const healthy = (url: string) => getHealthz(url, { dispatcher: agent, timeoutMs: 2000 }).then((r) => r.status === 200, () => false)
+  for (;;) {
+    const ok = (await healthy(base)) && (base === inv.trivy.publicUrl || (await healthy(inv.trivy.publicUrl)))
+    if (ok) break
+    if (Date.now() > deadline) throw new LabctlError(`${h.name} did not answer /healthz within ${o.healthTimeoutMs / 1000} s after the restart`, { suggestion: `\`labctl trivy logs --host ${h.name} -n 50\`` })
+    await new Promise((r) => setTimeout(r, 100))
   }
-  mark('rollback-server', 'done', 'old token accepted again')
-  if (inv.jenkins && j.steps.some((x) => x.step === 'jenkins' && x.status === 'done')) {
-    const jk = inv.jenkins
-    await updateSecretText({
-      url: jk.url,
-      user: jk.user ?? '',
-      apiToken: jenkinsApiToken(o.loaded),
-      timeoutMs: o.jenkinsTimeoutMs,
-      dnsServers: inv.dns.servers,
-      caFile: jk.caBundle ? inventoryPath(o.loaded, jk.caBundle) : undefined,
-      store: jk.store as 'system',
-      credentialId: jk.credentialId,
-      secret: oldToken,
-      create: false,
-    })
-    mark('rollback-jenkins', 'done', `restored ${jk.credentialId}`)
+  const accepted = await canaryScan({ baseUrl: base, token: to, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
+  if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the token it was just given (${accepted.kind})`)
+  if (opts.verifyRejected) {
+    const rejected = await canaryScan({ baseUrl: base, token: opts.verifyRejected, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
+    if (rejected.kind !== 'unauthorized') throw new LabctlError(`${h.name} still accepts the old token after the restart`)
   }
-  rmSync(secretsPaths(o.loaded).pending, { force: true })
-  mark('rollback', 'done', 'all places hold the old token', 'rolled-back')
+}
+
+/** Sets the Jenkins Secret Text credential to SECRET through the credentials plugin's REST API. */
+async function setJenkinsSecret(o: RotateOptions, secret: string, create: boolean): Promise<string> {
+  const inv = o.loaded.inventory
+  const jk = inv.jenkins!
+  const r = await updateSecretText({
+    url: jk.url,
+    user: jk.user ?? '',
+    apiToken: jenkinsApiToken(o.loaded),
+    timeoutMs: o.jenkinsTimeoutMs,
+    caFile: jk.caBundle ? inventoryPath(o.loaded, jk.caBundle) : undefined,
+    dnsServers: inv.dns.servers,
+    store: jk.store as 'system',
+    credentialId: jk.credentialId,
+    secret,
+    create,
+  })
+  return `${r.action} ${jk.credentialId} in ${jk.store}`
 }

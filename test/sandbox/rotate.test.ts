@@ -164,6 +164,22 @@ describe('trivy rotate-token', () => {
     expect(await expectConsistent()).not.toBe(t1)
   })
 
+  it('--rollback undoes an interrupted rotation: every place back to the old token', async () => {
+    const old = tokenNow()
+    jenkins.setFault('500', 10)
+    let r = await rotate(['--no-rollback'])
+    expect(r.exitCode).toBe(1)
+    jenkins.setFault(null)
+    expect(await serverAccepts(old)).toBe(false)
+    r = await rotate(['--rollback'])
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/rolled back/)
+    expect(await expectConsistent()).toBe(old)
+    const again = await rotate(['--rollback'])
+    expect(again.exitCode).toBe(2)
+    expect(again.stderr).toMatch(/no interrupted rotation/)
+  })
+
   it('local disk full while staging: nothing changes', async () => {
     const old = tokenNow()
     const small = join(tmp, 'full')
