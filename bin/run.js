@@ -15,4 +15,7 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0]
 } else if (!(argv.includes('--help') || argv.includes('-h')) || !(await import('./fast-help.js')).fastHelp(new URL('../oclif.manifest.json', import.meta.url), argv)) {
   const { execute } = await import('@oclif/core')
   await execute({ dir: import.meta.url })
+  // The command is done: do not wait for a step it abandoned (a hung peer after Ctrl-C, say).
+  // stdout and stderr are synchronous on Linux, so nothing printed is lost.
+  process.exit(process.exitCode ?? 0)
 }

@@ -211,19 +211,31 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
   }
 
   let touched = false
+  // Ctrl-C does not wait for a slow step: the step is abandoned and the rollback (or --resume) takes over.
+  const untilAbort = <T>(p: Promise<T>): Promise<T> => {
+    const sig = o.signal
+    if (!sig) return p
+    return Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        if (sig.aborted) reject(sig.reason)
+        sig.addEventListener('abort', () => reject(sig.reason), { once: true })
+      }),
+    ])
+  }
 
   try {
     if (j.state === 'staged') {
       checkAbort()
       progress(`server: switching ${o.hosts.map((h) => h.name).join(', ')} to the new token`)
-      await Promise.all(o.hosts.map((h) => switchServerToken(o, agent, h, token, { verifyRejected: oldToken, onWrite: () => void (touched = true) })))
+      await untilAbort(Promise.all(o.hosts.map((h) => switchServerToken(o, agent, h, token, { verifyRejected: oldToken, onWrite: () => void (touched = true) }))))
       mark('server', 'done', `${o.hosts.map((h) => h.name).join(', ')}: new token accepted, old rejected`, 'server-switched')
     }
     if (j.state === 'server-switched') {
       checkAbort()
       if (inv.jenkins) {
         progress(`jenkins: updating credential ${inv.jenkins.credentialId}`)
-        mark('jenkins', 'done', await setJenkinsSecret(o, token, o.create), 'jenkins-updated')
+        mark('jenkins', 'done', await untilAbort(setJenkinsSecret(o, token, o.create)), 'jenkins-updated')
       } else mark('jenkins', 'skipped', 'no jenkins section in the inventory', 'jenkins-updated')
     }
     if (j.state === 'jenkins-updated') {
@@ -256,9 +268,11 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
     }
     progress(`rolling back: ${oneLine(why)}`)
     await rollbackTo(o, j, oldToken, agent, mark)
-    throw new LabctlError(`rotation failed (${oneLine(why)}); rolled back: the servers${inv.jenkins ? ' and Jenkins' : ''} hold the old token again, verified`, {
-      code: 'ROTATION_ROLLED_BACK',
-      suggestion: 'fix the cause, then rerun `labctl trivy rotate-token`',
+    const interrupted = o.signal?.aborted === true
+    throw new LabctlError(`rotation ${interrupted ? 'interrupted' : `failed (${oneLine(why)})`}; rolled back: the servers${inv.jenkins ? ' and Jenkins' : ''} hold the old token again, verified`, {
+      code: interrupted ? 'INTERRUPTED' : 'ROTATION_ROLLED_BACK',
+      ...(interrupted ? { exitCode: 130 as const } : {}),
+      suggestion: interrupted ? 'rerun `labctl trivy rotate-token` when ready' : 'fix the cause, then rerun `labctl trivy rotate-token`',
     })
   } finally {
     await agent.close()

@@ -180,6 +180,23 @@ describe('trivy rotate-token', () => {
     expect(again.stderr).toMatch(/no interrupted rotation/)
   })
 
+  it('Ctrl-C while Jenkins hangs: the rotation is abandoned and rolled back at once, exit 130', async () => {
+    const old = tokenNow()
+    jenkins.setFault('hang', 1)
+    const seenBefore = jenkins.received.length
+    const child = execa(LABCTL, ['trivy', 'rotate-token', '--config', inventory, '--yes', '--jenkins-timeout', '60000'], { reject: false })
+    const deadline = Date.now() + 30_000
+    while (jenkins.received.length === seenBefore && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50))
+    const interruptedAt = Date.now()
+    child.kill('SIGINT')
+    const r = await child
+    expect(r.exitCode, r.stderr).toBe(130)
+    expect(Date.now() - interruptedAt).toBeLessThan(20_000)
+    expect(r.stderr).toMatch(/interrupted; rolled back/)
+    jenkins.setFault(null)
+    expect(await expectConsistent()).toBe(old)
+  })
+
   it('local disk full while staging: nothing changes', async () => {
     const old = tokenNow()
     const small = join(tmp, 'full')
