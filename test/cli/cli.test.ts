@@ -23,9 +23,10 @@ describe('labctl binary', () => {
     expect(r.exitCode).toBe(0)
     expect(r.stdout).toMatch(/EXIT CODES/)
     expect(r.stdout).toMatch(/3 +checks ran and at least one failed/)
-    const typo = await labctl(['confg', 'show'])
+    const typo = await labctl(['trivy', 'valdate'])
     expect(typo.exitCode).toBe(127)
-    expect(typo.stderr).toMatch(/not a labctl command/)
+    expect(typo.stderr).toMatch(/"trivy valdate" is not a labctl command/)
+    expect(typo.stderr).toMatch(/did you mean: labctl trivy validate/)
   })
 
   it('validates the example inventory', async () => {
