@@ -1,3 +1,4 @@
+import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { sandboxUp, type SandboxUpResult } from '../../src/sandbox/index.js'
 import { renderStatus } from './status.js'
@@ -7,15 +8,29 @@ export default class SandboxUp extends LabctlCommand<SandboxUpResult> {
   static override description = describe(
     `Idempotent: when the sandbox is already up nothing changes. Free ports are picked at start and written into
 the generated inventory "sandbox" ($XDG_CONFIG_HOME/labctl/labs/sandbox.yaml), so \`labctl --lab sandbox ...\` works.
-State, logs, the CA and the token live under $XDG_STATE_HOME/labctl/sandbox (or LABCTL_SANDBOX_DIR).`,
+State, logs, the CA and the token live under $XDG_STATE_HOME/labctl/sandbox (or LABCTL_SANDBOX_DIR).
+The sandbox also serves the trivy .deb (built once around the real binary, cached under ~/.cache/labctl/trivy-deb)
+release-style on a loopback package source: trivy.packageUrl in the inventory.
+--bare starts the scanner host without trivy (no package, user, unit, env file or DB; HAProxy answers 503) for
+\`labctl trivy install\` to provision.`,
   )
-  static override examples = ['<%= config.bin %> sandbox up', '<%= config.bin %> trivy validate --lab sandbox']
+  static override examples = [
+    '<%= config.bin %> sandbox up',
+    '<%= config.bin %> trivy validate --lab sandbox',
+    '<%= config.bin %> sandbox up --bare && <%= config.bin %> trivy install --lab sandbox --yes',
+  ]
+  static override flags = {
+    bare: Flags.boolean({ summary: 'Start the scanner host with no trivy at all, for `labctl trivy install`.' }),
+  }
 
   async run(): Promise<SandboxUpResult> {
-    await this.parse(SandboxUp)
-    const result = await sandboxUp({ progress: (m) => this.note(`• ${m}`) })
-    this.log(result.changed ? `sandbox is up (${(result.durationMs / 1000).toFixed(1)} s)` : 'sandbox was already up: nothing changed')
+    const { flags } = await this.parse(SandboxUp)
+    const result = await sandboxUp({ progress: (m) => this.note(`• ${m}`), bare: flags.bare })
+    this.log(result.changed ? `sandbox is up${result.bare ? ' with a bare scanner host' : ''} (${(result.durationMs / 1000).toFixed(1)} s)` : 'sandbox was already up: nothing changed')
     renderStatus(this, result)
+    const pkg = result.packageServer
+    if (pkg) this.log(`  package source ${pkg.healthy ? 'up' : 'DOWN'}: ${pkg.detail}${pkg.pid ? ` (pid ${pkg.pid})` : ''}`)
+    if (result.bare) this.log('  next: `labctl trivy install --lab sandbox` (the host has no trivy yet)')
     return result
   }
 }

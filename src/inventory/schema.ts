@@ -12,6 +12,12 @@ const safePath = z
   .min(1)
   // eslint-disable-next-line no-control-regex
   .regex(/^[^\u0000-\u001f]+$/, 'must not contain control characters')
+// A URL template with {version} (and optionally {arch}), no other placeholder: the release .deb or a lab mirror.
+const packageUrlTemplate = z
+  .string()
+  .refine((s) => /^https?:\/\/[^\s{}]+/.test(s) && s.includes('{version}') && s.replace(/\{(version|arch)\}/g, '').match(/[{}\s]/) === null && s.endsWith('.deb'), {
+    message: 'must be an http(s) URL of a .deb with {version} (and optionally {arch}), e.g. https://mirror.lab/trivy/v{version}/trivy_{version}_Linux-{arch}.deb',
+  })
 const semverPin = z.string().regex(/^\d+\.\d+\.\d+$/, 'must be an exact version such as 0.74.0')
 
 export const DnsServer = z.union([
@@ -50,6 +56,13 @@ export const TrivySchema = z.strictObject({
   envFile: safePath.default('/etc/trivy/trivy-server.env'),
   cacheBackend: z.string().regex(/^(fs|memory|rediss?:\/\/\S+)$/, 'must be fs, memory or redis://…').default('fs'),
   dbRepositories: z.array(z.string().min(1)).default([]),
+  packageUrl: packageUrlTemplate
+    .optional()
+    .describe('URL template of the pinned trivy .deb ({version}, optional {arch} = 64bit|ARM64); its checksums file trivy_{version}_checksums.txt is read from the same directory. Default: the GitHub release'),
+  allowlist: z
+    .array(z.union([ipAddress, z.cidrv4(), z.cidrv6()], { error: 'not an IPv4/IPv6 address or CIDR' }))
+    .default([])
+    .describe('addresses (or CIDRs) allowed to reach the listener port besides the HAProxy edge: the firewall opens it only to these'),
   hosts: z.array(HostSchema).min(1, 'at least one scanner host is required'),
 })
 

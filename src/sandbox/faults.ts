@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { LabctlError, UsageError } from '../errors.js'
 import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, writeState, type SandboxState } from './layout.js'
 import { edgeHealthy, restartComponent, stopComponent, writeServerCert } from './index.js'
-import { buildHostDb, CACHE_DIR, hostExec, SERVICE, writeHostEnv } from './host.js'
+import { buildHostDb, CACHE_DIR, hostExec, hostHasService, SERVICE, unitFile, writeHostEnv } from './host.js'
 import { isAlive, spawnDaemon, stopProcess, waitFor, portOpen } from './proc.js'
 import { findTools } from './prereqs.js'
 
@@ -23,13 +23,77 @@ export const FAULTS = {
   'cert-expiring': 'the public certificate expires in 3 days',
   'cert-wrong-name': 'the public certificate is for another name',
   'restart-fails': 'the next start of the Trivy service fails (its unit errors once)',
+  'disk-full': 'the cache dir /var/lib/trivy is on a small filesystem of its own, filled to ~99% (the DB copied in)',
+  'version-drift': "the host's /usr/bin/trivy reports 0.73.0 (a wrapper around the real binary), not the pin",
+  'pkg-source-down': 'the package source breaks off the next .deb download half-way and goes down (nothing answers after)',
 } as const
 export type Fault = keyof typeof FAULTS
+
+/** The version the version-drift fault's wrapper reports. */
+export const DRIFT_VERSION = '0.73.0'
+const DRIFT_DIR = '/usr/libexec/labctl-sandbox'
+const DRIFT_MARK = 'labctl sandbox fault version-drift'
+const DISK_FULL_SOURCE = 'labctl-disk-full'
+
+// A small tmpfs with a copy of the cache dir (DB included) moved over /var/lib/trivy inside the host's
+// mount namespace, then filled to ~99% with a file under fanal/ (the scan cache, which is what
+// `trivy clean --scan-cache` clears). The real /var/lib/trivy underneath is untouched.
+const DISK_FULL_SCRIPT = `set -eu
+d=${CACHE_DIR}
+if [ "$(findmnt -n -o SOURCE --target "$d" 2>/dev/null)" = ${DISK_FULL_SOURCE} ]; then exit 0; fi
+used=$(du -sk "$d" | cut -f1)
+size=$((used * 2 + 16384))
+stage=/run/labctl-disk-full
+mkdir -p "$stage"
+mount -t tmpfs -o "size=\${size}k,mode=0750,uid=$(id -u trivy),gid=$(id -g trivy)" ${DISK_FULL_SOURCE} "$stage"
+cp -a "$d/." "$stage/"
+mount --move "$stage" "$d"
+install -d -o trivy -g trivy -m 0700 "$d/fanal"
+total=$(df -P -k "$d" | awk 'NR==2 {print $2}')
+avail=$(df -P -k "$d" | awk 'NR==2 {print $4}')
+fill=$((avail - total / 100))
+if [ "$fill" -gt 0 ]; then
+  fallocate -l "\${fill}k" "$d/fanal/labctl-disk-full.fill" 2>/dev/null || dd if=/dev/zero of="$d/fanal/labctl-disk-full.fill" bs=1k count="$fill" 2>/dev/null
+  chown trivy:trivy "$d/fanal/labctl-disk-full.fill"
+fi
+df -P "$d" | awk 'NR==2 {print $5}'
+`
+const DISK_FULL_HEAL = `d=${CACHE_DIR}
+if [ "$(findmnt -n -o SOURCE --target "$d" 2>/dev/null)" = ${DISK_FULL_SOURCE} ]; then umount "$d" 2>/dev/null || umount -l "$d"; fi
+rmdir /run/labctl-disk-full 2>/dev/null || true
+`
+// /usr/bin/trivy becomes a wrapper printing another version for --version and running the real binary
+// (moved aside inside the host's /usr overlay) for everything else: the server keeps working.
+const VERSION_DRIFT_SCRIPT = `set -eu
+if grep -q '${DRIFT_MARK}' /usr/bin/trivy 2>/dev/null; then exit 0; fi
+mkdir -p ${DRIFT_DIR}
+mv /usr/bin/trivy ${DRIFT_DIR}/trivy-real
+cat > /usr/bin/trivy.labctl-tmp <<'WRAPPER'
+#!/bin/sh
+# ${DRIFT_MARK}: reports another version than the pin, runs the real binary otherwise
+case "\${1:-}" in
+  --version|-v|version) printf 'Version: ${DRIFT_VERSION}\\n'; exit 0 ;;
+esac
+exec ${DRIFT_DIR}/trivy-real "$@"
+WRAPPER
+chmod 0755 /usr/bin/trivy.labctl-tmp
+mv /usr/bin/trivy.labctl-tmp /usr/bin/trivy
+`
+const VERSION_DRIFT_HEAL = `set -eu
+if grep -q '${DRIFT_MARK}' /usr/bin/trivy 2>/dev/null && [ -x ${DRIFT_DIR}/trivy-real ]; then mv ${DRIFT_DIR}/trivy-real /usr/bin/trivy; fi
+rm -rf ${DRIFT_DIR}
+`
 
 function requireUp(dir: string): SandboxState {
   const state = readState(dir)
   if (!state) throw new LabctlError('the sandbox is not up', { code: 'SANDBOX_DOWN', suggestion: 'run `labctl sandbox up` first' })
   return state
+}
+
+async function requireService(state: SandboxState, f: Fault): Promise<void> {
+  if (state.bare && !(await hostHasService(state))) {
+    throw new LabctlError(`fault ${f} needs Trivy on the host, and this bare sandbox host has none yet`, { code: 'SANDBOX_BARE', suggestion: 'run `labctl trivy install --lab sandbox --yes` first' })
+  }
 }
 
 export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{ fault: Fault; description: string }> {
@@ -95,6 +159,19 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
       await writeServerCert(p, { names: ['other.apps.example.test'] })
       await restartComponent('haproxy', state, tools)
       break
+    case 'disk-full':
+      await requireService(state, f)
+      await hostExec(state, ['sh', '-c', DISK_FULL_SCRIPT])
+      break
+    case 'version-drift':
+      await requireService(state, f)
+      await hostExec(state, ['sh', '-c', VERSION_DRIFT_SCRIPT])
+      await restartComponent('trivy', state, tools)
+      break
+    case 'pkg-source-down':
+      if (!state.ports.pkg) throw new LabctlError('this sandbox has no package source (started by an older labctl)', { suggestion: '`labctl sandbox down && labctl sandbox up`' })
+      await restartComponent('pkg', state, tools, { pkgMode: 'die-midway' })
+      break
   }
   state.faults = [...new Set([...(state.faults ?? []), f])]
   writeState(state)
@@ -115,16 +192,25 @@ export async function healSandbox(dir = sandboxDir(), opts: { all?: boolean } = 
   let restartTrivy = false
   if (state.hungPid && isAlive(state.hungPid)) await stopProcess(state.hungPid)
   delete state.hungPid
-  if (has('wrong-token')) {
+  // A bare sandbox host before `labctl trivy install` has no service, env file, user or DB to reset.
+  const hostUp = isAlive(state.pids.host)
+  const service = !state.bare || (hostUp && (await hostHasService(state)))
+  if (has('wrong-token') && service) {
     await writeHostEnv(state, readFileSync(p.token, 'utf8').trim())
     restartTrivy = true
   }
-  if (has('no-db', 'db-corrupt', 'db-stale')) {
+  if (has('no-db', 'db-corrupt', 'db-stale') && service) {
     await buildHostDb(state, tools)
     restartTrivy = true
   }
   if (has('service-stopped', 'hung')) restartTrivy = true
   if (has('restart-fails')) await hostExec(state, ['rm', '-f', `/var/lib/labctl-standin/${SERVICE}.fail-start`])
+  if (has('disk-full')) await hostExec(state, ['sh', '-c', DISK_FULL_HEAL])
+  if (has('version-drift')) {
+    await hostExec(state, ['sh', '-c', VERSION_DRIFT_HEAL])
+    restartTrivy = true
+  }
+  if (has('pkg-source-down') && state.ports.pkg) await restartComponent('pkg', state, tools)
   if (has('dns-removed')) {
     state.dnsRecords = [
       { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
@@ -137,7 +223,16 @@ export async function healSandbox(dir = sandboxDir(), opts: { all?: boolean } = 
     await writeServerCert(p, { names: [...SANDBOX_NAMES.certNames] })
     await restartComponent('haproxy', state, tools)
   }
-  if (restartTrivy) await restartComponent('trivy', state, tools)
+  // `labctl trivy install` (e.g. a version-drift runbook's `install --upgrade`) rewrites the unit: the full
+  // sandbox goes back to its own (fast restarts, flags in argv) so later drills behave as documented.
+  if (!state.bare && hostUp) {
+    const unit = `/etc/systemd/system/${SERVICE}.service`
+    if ((await hostExec(state, ['sh', '-c', `cat ${unit} 2>/dev/null || true`])).trimEnd() !== unitFile(state).trimEnd()) {
+      await hostExec(state, ['sh', '-c', `cat > ${unit}.labctl-tmp && mv ${unit}.labctl-tmp ${unit}`], { input: unitFile(state) })
+      restartTrivy = true
+    }
+  }
+  if (restartTrivy && service) await restartComponent('trivy', state, tools)
   state.faults = []
   writeState(state)
   return { healed }

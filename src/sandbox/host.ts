@@ -46,11 +46,36 @@ export async function hostExec(state: SandboxState, argv: string[], opts: { inpu
   return String(r.stdout)
 }
 
-/** The env file the server reads: the token travels on stdin, never in an argv. */
+/**
+ * The env file the server reads: the token travels on stdin, never in an argv. An existing file keeps
+ * every other line (e.g. the settings `labctl trivy install` wrote); only TRIVY_TOKEN changes.
+ */
 export async function writeHostEnv(state: SandboxState, token: string): Promise<void> {
-  const body = `# trivy-server environment (labctl sandbox)\nTRIVY_TOKEN=${token}\nTRIVY_SKIP_DB_UPDATE=true\nTRIVY_NO_PROGRESS=true\n`
+  const current = await hostExec(state, ['sh', '-c', `cat ${ENV_FILE} 2>/dev/null || true`])
+  let body: string
+  if (current.trim()) {
+    const lines = current.replace(/\n$/, '').split('\n')
+    const i = lines.findIndex((l) => l.startsWith('TRIVY_TOKEN='))
+    if (i >= 0) lines[i] = `TRIVY_TOKEN=${token}`
+    else lines.push(`TRIVY_TOKEN=${token}`)
+    body = `${lines.filter((l, j) => j === i || i < 0 || !l.startsWith('TRIVY_TOKEN=')).join('\n')}\n`
+  } else {
+    body = `# trivy-server environment (labctl sandbox)\nTRIVY_TOKEN=${token}\nTRIVY_SKIP_DB_UPDATE=true\nTRIVY_NO_PROGRESS=true\n`
+  }
   await hostExec(state, ['sh', '-c', `umask 077 && mkdir -p /etc/trivy && cat > ${ENV_FILE}.tmp && chmod 0600 ${ENV_FILE}.tmp && mv ${ENV_FILE}.tmp ${ENV_FILE}`], { input: body })
 }
+
+/** Whether the host has the Trivy service (a bare host has none until `labctl trivy install`). */
+export async function hostHasService(state: SandboxState): Promise<boolean> {
+  return (await hostExec(state, ['sh', '-c', `test -f /etc/systemd/system/${SERVICE}.service && echo yes || echo no`])).trim() === 'yes'
+}
+
+/**
+ * The host shares the machine's network namespace: a firewall rule there would change the CI machine's
+ * firewall. `labctl trivy install` reads this marker and only plans firewall changes.
+ */
+export const FIREWALL_PLAN_ONLY = '/etc/labctl/firewall-plan-only'
+const FIREWALL_PLAN_ONLY_REASON = "sandbox host: it shares the machine's network namespace, so its firewall is the CI machine's"
 
 export async function readHostToken(state: SandboxState): Promise<string> {
   const text = await hostExec(state, ['cat', ENV_FILE])
@@ -135,8 +160,12 @@ export function writeKnownHosts(state: SandboxState, p: SandboxPaths): void {
   writeFileSync(h.knownHosts, `${names} ${type} ${key}\n`, { mode: 0o600 })
 }
 
-/** First boot of the host: users, sudo, the systemd stand-in, the trivy package's binary, DB, unit. */
-export async function provisionHost(state: SandboxState, p: SandboxPaths, tools: Tools, token: string): Promise<void> {
+/**
+ * First boot of the host: users, sudo, the systemd stand-in, the trivy package's binary, DB, unit. A bare
+ * host (`opts.bare`) gets none of the trivy parts: no binary, no trivy user, no cache dir, no env file,
+ * no unit — what a fresh VM looks like before `labctl trivy install`.
+ */
+export async function provisionHost(state: SandboxState, p: SandboxPaths, tools: Tools, token: string, opts: { bare?: boolean } = {}): Promise<void> {
   const h = hostPaths(p)
   const standins = join(projectRoot(), 'test', 'standins', 'systemd')
   const pub = readFileSync(`${h.clientKey}.pub`, 'utf8')
@@ -154,13 +183,26 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
     `printf 'trivy-0\\n' > /etc/hostname`,
     `grep -q ' trivy-0' /etc/hosts || printf '127.0.1.1 ${SANDBOX_NAMES.fqdn} trivy-0\\n' >> /etc/hosts`,
     `install -m 0755 ${standins}/systemctl /usr/local/bin/systemctl && install -m 0755 ${standins}/journalctl /usr/local/bin/journalctl`,
-    `id -u trivy >/dev/null 2>&1 || useradd --system --home-dir ${CACHE_DIR} --no-create-home --shell /usr/sbin/nologin trivy`,
-    'passwd -l trivy >/dev/null',
-    `install -m 0755 ${tools.trivy} /usr/bin/trivy`,
-    `install -d -m 0750 -o trivy -g trivy ${CACHE_DIR} ${CACHE_DIR}/db`,
-    `install -d -m 0755 /etc/trivy ${STANDIN_STATE}`,
+    `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && printf '%s\\n' "${FIREWALL_PLAN_ONLY_REASON}" > ${FIREWALL_PLAN_ONLY}`,
+    ...(opts.bare
+      ? [
+          // Whatever the machine underneath has, the bare host has no trivy (whiteouts in the overlays).
+          'rm -f /usr/bin/trivy',
+          `rm -rf ${CACHE_DIR} /etc/trivy /etc/systemd/system/${SERVICE}.service /etc/systemd/system/multi-user.target.wants/${SERVICE}.service`,
+          'if id -u trivy >/dev/null 2>&1; then userdel trivy; fi',
+          'if getent group trivy >/dev/null; then groupdel trivy; fi',
+          "if dpkg-query -W -f='${Status}' trivy 2>/dev/null | grep -q installed; then dpkg --purge trivy >/dev/null; fi",
+        ]
+      : [
+          `id -u trivy >/dev/null 2>&1 || useradd --system --home-dir ${CACHE_DIR} --no-create-home --shell /usr/sbin/nologin trivy`,
+          'passwd -l trivy >/dev/null',
+          `install -m 0755 ${tools.trivy} /usr/bin/trivy`,
+          `install -d -m 0750 -o trivy -g trivy ${CACHE_DIR} ${CACHE_DIR}/db`,
+          `install -d -m 0755 /etc/trivy`,
+        ]),
   ].join('\n')
   await hostExec(state, ['sh', '-c', script], { input: pub })
+  if (opts.bare) return
   await writeHostEnv(state, token)
   await hostExec(state, ['sh', '-c', `cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) }).catch(async () => {
     await hostExec(state, ['mkdir', '-p', '/etc/systemd/system'])

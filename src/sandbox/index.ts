@@ -11,6 +11,7 @@ import type { CertOptions } from './tls.js'
 import { findTools, type Tools } from './prereqs.js'
 import { freePorts, isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from './proc.js'
 import { buildHostDb, ensureKeys, hostPaths, HOST_USER, provisionHost, SERVICE, startHost, stopHost, systemctl, trivyPid, writeKnownHosts } from './host.js'
+import { ensureTrivyDeb, packageRoot, PKG_SERVER, sandboxPackageUrl } from './pkgsource.js'
 import {
   COMPONENTS,
   SANDBOX_NAMES,
@@ -22,6 +23,7 @@ import {
   sandboxPaths,
   writeState,
   type ComponentName,
+  type ServiceName,
   type SandboxPaths,
   type SandboxState,
 } from './layout.js'
@@ -29,8 +31,19 @@ import {
 /** Where the sandbox's offline DB mirror lives in its registry (trivy-db's own repository name). */
 export const DB_MIRROR_REPO = 'aquasec/trivy-db:2'
 
-export type ComponentStatus = { name: ComponentName; pid?: number; port: number; running: boolean; healthy: boolean; detail: string }
-export type SandboxStatus = { up: boolean; dir: string; inventory?: string; components: ComponentStatus[]; registry?: string; image?: string }
+export type ComponentStatus = { name: ServiceName; pid?: number; port: number; running: boolean; healthy: boolean; detail: string }
+export type SandboxStatus = {
+  up: boolean
+  dir: string
+  /** Started with --bare: the scanner host has no trivy until `labctl trivy install` (trivy is not required for `up`). */
+  bare?: boolean
+  inventory?: string
+  components: ComponentStatus[]
+  /** The loopback package source serving the trivy .deb release-style (trivy.packageUrl in the inventory). */
+  packageServer?: ComponentStatus
+  registry?: string
+  image?: string
+}
 export type SandboxUpResult = SandboxStatus & { changed: boolean; durationMs: number }
 export type SandboxDownResult = { dir: string; stopped: ComponentName[]; leftover: string[] }
 
@@ -42,9 +55,11 @@ async function httpOk(url: string, expect?: string): Promise<boolean> {
   return res.statusCode === 200 && (expect === undefined || body.trim() === expect)
 }
 
-async function healthy(name: ComponentName, state: SandboxState): Promise<boolean> {
+async function healthy(name: ServiceName, state: SandboxState): Promise<boolean> {
   const port = state.ports[name]
   switch (name) {
+    case 'pkg':
+      return port ? httpOk(`http://127.0.0.1:${port}/v${state.trivyVersion}/trivy_${state.trivyVersion}_checksums.txt`).catch(() => false) : false
     case 'trivy':
       return httpOk(`http://127.0.0.1:${port}/healthz`, 'ok').catch(() => false)
     case 'registry':
@@ -57,20 +72,25 @@ async function healthy(name: ComponentName, state: SandboxState): Promise<boolea
 export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> {
   const state = readState(dir)
   if (!state) return { up: false, dir, components: [] }
-  const components = await Promise.all(
-    COMPONENTS.map(async (name): Promise<ComponentStatus> => {
-      const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
-      const running = isAlive(pid)
-      const ok = running && (await healthy(name, state))
-      const detail = !running ? 'not running' : ok ? `listening on 127.0.0.1:${state.ports[name]}` : `running but not answering on 127.0.0.1:${state.ports[name]}`
-      return { name, ...(pid ? { pid } : {}), port: state.ports[name], running, healthy: ok, detail }
-    }),
-  )
+  const one = async (name: ServiceName): Promise<ComponentStatus> => {
+    const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
+    const port = state.ports[name] ?? 0
+    const running = isAlive(pid)
+    const ok = running && (await healthy(name, state))
+    let detail = !running ? 'not running' : ok ? `listening on 127.0.0.1:${port}` : `running but not answering on 127.0.0.1:${port}`
+    if (name === 'trivy' && state.bare && !running) detail = 'not installed or not running (bare host: `labctl trivy install --lab sandbox`)'
+    return { name, ...(pid ? { pid } : {}), port, running, healthy: ok, detail }
+  }
+  const [components, packageServer] = await Promise.all([Promise.all(COMPONENTS.map(one)), state.ports.pkg ? one('pkg') : Promise.resolve(undefined)])
+  // On a bare sandbox the Trivy service is what `labctl trivy install` adds: not needed for "up".
+  const required = components.filter((c) => !(state.bare && c.name === 'trivy'))
   return {
-    up: components.every((c) => c.healthy),
+    up: required.every((c) => c.healthy) && (packageServer?.healthy ?? true),
     dir,
+    ...(state.bare ? { bare: true } : {}),
     inventory: state.inventoryPath,
     components,
+    ...(packageServer ? { packageServer } : {}),
     registry: `127.0.0.1:${state.ports.registry}`,
     image: `127.0.0.1:${state.ports.registry}/${state.image}`,
   }
@@ -143,9 +163,11 @@ backend be_no_site
 `
 }
 
-async function startComponent(name: ComponentName, state: SandboxState, p: SandboxPaths, tools: Tools): Promise<number> {
+async function startComponent(name: ServiceName, state: SandboxState, p: SandboxPaths, tools: Tools, opts: { pkgMode?: 'die-midway' } = {}): Promise<number> {
   const log = join(p.logs, `${name}.log`)
   switch (name) {
+    case 'pkg':
+      return spawnDaemon(process.execPath, ['-e', PKG_SERVER, packageRoot(), String(state.ports.pkg), opts.pkgMode ?? 'normal'], { log })
     case 'registry':
       writeFileSync(
         p.registryCfg,
@@ -176,12 +198,12 @@ async function startComponent(name: ComponentName, state: SandboxState, p: Sandb
 }
 
 /** (Re)starts one component and waits until it answers. Used by `up` and by fault drills. */
-export async function restartComponent(name: ComponentName, state: SandboxState, tools = findTools(), opts: { wait?: boolean } = {}): Promise<void> {
+export async function restartComponent(name: ServiceName, state: SandboxState, tools = findTools(), opts: { wait?: boolean; pkgMode?: 'die-midway' } = {}): Promise<void> {
   const p = sandboxPaths(state.dir)
   if (name === 'trivy') await systemctl(state, 'stop', SERVICE).catch(() => undefined)
   else if (name === 'host') await stopHost(state, p)
   else await stopProcess(state.pids[name])
-  const pid = await startComponent(name, state, p, tools)
+  const pid = await startComponent(name, state, p, tools, opts.pkgMode ? { pkgMode: opts.pkgMode } : {})
   state.pids[name] = pid
   writeState(state)
   if (opts.wait === false) return
@@ -189,7 +211,7 @@ export async function restartComponent(name: ComponentName, state: SandboxState,
   // After a Trivy restart HAProxy needs a health-check round to mark the backend up again.
   if (ok && name === 'trivy' && isAlive(state.pids.haproxy)) ok = await waitFor(() => edgeHealthy(state), 10_000)
   if (!ok) {
-    throw new LabctlError(`sandbox ${name} did not become healthy on 127.0.0.1:${state.ports[name]}: ${logTail(p, name)}`, {
+    throw new LabctlError(`sandbox ${name} did not become healthy on 127.0.0.1:${state.ports[name] ?? '?'}: ${logTail(p, name)}`, {
       suggestion: `see ${join(p.logs, `${name}.log`)}; then \`labctl sandbox down && labctl sandbox up\``,
     })
   }
@@ -209,7 +231,7 @@ export async function edgeHealthy(state: SandboxState): Promise<boolean> {
   }
 }
 
-export async function stopComponent(name: ComponentName, state: SandboxState): Promise<void> {
+export async function stopComponent(name: ServiceName, state: SandboxState): Promise<void> {
   if (name === 'trivy') await systemctl(state, 'stop', SERVICE).catch(() => undefined)
   else if (name === 'host') await stopHost(state, sandboxPaths(state.dir))
   else await stopProcess(state.pids[name])
@@ -227,7 +249,9 @@ export async function writeServerCert(p: SandboxPaths, opts: CertOptions): Promi
 function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, unknown> {
   return {
     name: 'sandbox',
-    description: 'local sandbox lab started by `labctl sandbox up` (real Trivy, HAProxy, dnsmasq, registry on 127.0.0.1)',
+    description: state.bare
+      ? 'local sandbox lab started by `labctl sandbox up --bare`: the scanner host has no trivy until `labctl trivy install`'
+      : 'local sandbox lab started by `labctl sandbox up` (real Trivy, HAProxy, dnsmasq, registry on 127.0.0.1)',
     dns: { servers: [`127.0.0.1:${state.ports.dns}`], timeoutMs: 1000 },
     trivy: {
       version: TRIVY_VERSION,
@@ -238,6 +262,7 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
       serviceName: SERVICE,
       envFile: '/etc/trivy/trivy-server.env',
       dbRepositories: [`127.0.0.1:${state.ports.registry}/${DB_MIRROR_REPO}`],
+      ...(state.ports.pkg ? { packageUrl: sandboxPackageUrl(state.ports.pkg) } : {}),
       hosts: [
         {
           name: 'trivy-0',
@@ -262,12 +287,19 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
   }
 }
 
-export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}): Promise<SandboxUpResult> {
+export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?: boolean } = {}): Promise<SandboxUpResult> {
   const started = Date.now()
   const dir = opts.dir ?? sandboxDir()
   const progress = opts.progress ?? (() => {})
+  const bare = opts.bare === true
   const tools = findTools()
   const before = await sandboxStatus(dir)
+  if (before.up && Boolean(before.bare) !== bare) {
+    throw new LabctlError(`the sandbox is already up ${before.bare ? 'with a bare scanner host' : 'with Trivy installed'}; it cannot switch to ${bare ? '--bare' : 'a full sandbox'} while up`, {
+      code: 'SANDBOX_MODE',
+      suggestion: `run \`labctl sandbox down\` first, then \`labctl sandbox up${bare ? ' --bare' : ''}\``,
+    })
+  }
   if (before.up) return { ...before, changed: false, durationMs: Date.now() - started }
   if (readState(dir)) {
     progress('sandbox is partly up: stopping what is left before starting again')
@@ -277,12 +309,13 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}
   const p = sandboxPaths(dir)
   for (const d of [p.dir, p.logs, p.tls, p.registryData, p.secrets]) mkdirSync(d, { recursive: true, mode: 0o700 })
   chmodSync(p.secrets, 0o700)
-  const [registry, dns, host, trivy, haproxy] = (await freePorts(5)) as [number, number, number, number, number]
+  const [registry, dns, host, trivy, haproxy, pkg] = (await freePorts(6)) as [number, number, number, number, number, number]
   const state: SandboxState = {
     version: 1,
     dir,
     startedAt: new Date().toISOString(),
-    ports: { registry, dns, host, trivy, haproxy },
+    ports: { registry, dns, host, trivy, haproxy, pkg },
+    ...(bare ? { bare: true } : {}),
     pids: {},
     dnsRecords: [
       { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
@@ -311,14 +344,25 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}
       await execa(tools.labfixtures, ['image', '--out', p.image, '--tag', '1'], { timeout: 60_000 })
     }
 
+    progress(`package source: the trivy ${TRIVY_VERSION} .deb (built once, cached in ${packageRoot()})`)
+    await ensureTrivyDeb(tools.trivy, TRIVY_VERSION)
     for (const name of COMPONENTS) {
       if (name === 'trivy') {
+        if (bare) {
+          progress('trivy-0: provisioning a bare host (users, sudo, systemd stand-in; no trivy, no unit, no DB)')
+          await provisionHost(state, p, tools, readFileSync(p.token, 'utf8').trim(), { bare: true })
+          continue
+        }
         progress('trivy-0: provisioning (users, sudo, systemd stand-in, trivy, unit) and building the DB from test/fixtures/db')
         await provisionHost(state, p, tools, readFileSync(p.token, 'utf8').trim())
         await buildHostDb(state, tools)
       }
       progress(`${name === 'host' ? 'trivy-0 sshd' : name}: starting on 127.0.0.1:${state.ports[name]}`)
       await restartComponent(name, state, tools)
+      if (name === 'registry') {
+        progress(`package source: serving it on 127.0.0.1:${pkg}`)
+        await restartComponent('pkg', state, tools)
+      }
     }
     progress('registry: publishing the DB as an OCI artifact (the offline DB mirror)')
     const mirrorDb = join(p.dir, 'db-mirror')
@@ -336,7 +380,7 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress } = {}
     writeFileSync(state.inventoryPath, `# generated by \`labctl sandbox up\`; removed by \`labctl sandbox down\`\n${stringify(sandboxInventory(state, p))}`)
   } catch (err) {
     // Stop what started but keep the logs for the operator; the next `up` or `down` cleans up.
-    for (const name of COMPONENTS) await stopComponent(name, state).catch(() => {})
+    for (const name of [...COMPONENTS, 'pkg'] as ServiceName[]) await stopComponent(name, state).catch(() => {})
     if (err instanceof LabctlError) throw err
     const e = err as { shortMessage?: string; stderr?: string }
     throw new LabctlError(`sandbox up failed: ${oneLine(e.shortMessage ?? errorMessage(err))}${e.stderr ? `: ${oneLine(e.stderr)}` : ''}`, {
@@ -352,6 +396,7 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
   const state = readState(dir)
   const stopped: ComponentName[] = []
   if (state?.hungPid) await stopProcess(state.hungPid)
+  if (state?.pids.pkg) await stopProcess(state.pids.pkg)
   if (state) {
     // Stop the edge first, the data last, so nothing serves half a lab.
     for (const name of [...COMPONENTS].reverse()) {
@@ -375,6 +420,8 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
       if (isAlive(pid)) leftover.push(`${name} pid ${pid}`)
       else if (state.ports[name] && (await portOpen(state.ports[name]))) leftover.push(`${name} port ${state.ports[name]}`)
     }
+    if (isAlive(state.pids.pkg)) leftover.push(`pkg pid ${state.pids.pkg}`)
+    else if (state.ports.pkg && (await portOpen(state.ports.pkg))) leftover.push(`pkg port ${state.ports.pkg}`)
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })
   }
   if (leftover.length === 0) rmSync(dir, { recursive: true, force: true })

@@ -30,13 +30,21 @@ export function projectRoot(): string {
 export type ComponentName = 'registry' | 'dns' | 'host' | 'trivy' | 'haproxy'
 /** In start order: the edge last, so it never fronts half a lab. */
 export const COMPONENTS: ComponentName[] = ['registry', 'dns', 'host', 'trivy', 'haproxy']
+/**
+ * Every process the sandbox runs: the components plus the package source ("pkg", the loopback release
+ * server of the trivy .deb that `labctl trivy install` downloads from). The package source is reported
+ * apart from the components (SandboxStatus.packageServer).
+ */
+export type ServiceName = ComponentName | 'pkg'
 
 export type SandboxState = {
   version: 1
   dir: string
   startedAt: string
-  ports: Record<ComponentName, number>
-  pids: Partial<Record<ComponentName, number>>
+  ports: Record<ComponentName, number> & Partial<Record<'pkg', number>>
+  pids: Partial<Record<ServiceName, number>>
+  /** Started with `--bare`: the scanner host has no trivy until `labctl trivy install` puts it there. */
+  bare?: boolean
   /** DNS records dnsmasq serves (name → address, or CNAME target). Drills remove or change them. */
   dnsRecords: Array<{ name: string; address?: string; cname?: string }>
   trivyVersion: string
