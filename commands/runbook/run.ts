@@ -1,3 +1,4 @@
+import { resolve } from 'node:path'
 import { Args, Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { UsageError, type ExitCodeValue } from '../../src/errors.js'
@@ -97,7 +98,7 @@ broken runbook), 1 a step could not run or an action failed, 130 interrupted (re
       prompter,
       dryRun: flags['dry-run'],
       stateRoot,
-      transcriptDir: flags.transcript,
+      transcriptDir: flags.transcript ? resolve(flags.transcript) : undefined,
       resume,
       signal: this.abort.signal,
       events: json

@@ -167,6 +167,8 @@ export async function executeRunbook(o: ExecuteOptions): Promise<RunResult> {
   let idx = state.next === null ? rb.steps.length : indexOf(state.next)
   if (idx < 0) throw new Error(`step "${state.next}" of run ${state.runId} no longer exists in ${o.loaded.file}: start a new run`)
   const maxSteps = o.maxSteps ?? 200
+  /** Where the case a diagnosis matched goes next. */
+  const caseGoto = new WeakMap<StepRecord, string | undefined>()
   let count = 0
   let stoppedAt: string | null = null
   let final: RunStatus | undefined
@@ -262,10 +264,7 @@ export async function executeRunbook(o: ExecuteOptions): Promise<RunResult> {
 
   function gotoOf(step: Step, record: StepRecord): string | undefined {
     if (step.type !== 'diagnosis') return undefined
-    const c = step.cases.find((x) => x.cause === record.cause && record.outcome === 'diagnosed')
-    if (record.outcome === 'diagnosed' && c) return c.goto
-    if (step.otherwise && record.cause === step.otherwise.cause) return step.otherwise.goto
-    return undefined
+    return caseGoto.get(record)
   }
 
   async function runStep(step: Step, index: number): Promise<StepRecord> {
@@ -344,6 +343,7 @@ export async function executeRunbook(o: ExecuteOptions): Promise<RunResult> {
   async function runCheck(step: CheckStep, index: number, finish: Finish): Promise<StepRecord> {
     const a = argvOf(step, [])
     if ('missing' in a) {
+      o.events?.stepStart?.(step, index, '', fillTemplate(step.title, vars))
       return finish({ outcome: 'skipped', summary: `skipped: needs ${a.missing.map((m) => `--var ${m}=…`).join(' ')}` })
     }
     const command = red(showCommand(a.argv))
@@ -391,7 +391,10 @@ export async function executeRunbook(o: ExecuteOptions): Promise<RunResult> {
 
   async function runAction(step: ActionStep, index: number, finish: Finish): Promise<StepRecord> {
     const a = argvOf(step, ['--yes'])
-    if ('missing' in a) return finish({ outcome: 'skipped', summary: `skipped: needs ${a.missing.map((m) => `--var ${m}=…`).join(' ')}` })
+    if ('missing' in a) {
+      o.events?.stepStart?.(step, index, '', fillTemplate(step.title, vars))
+      return finish({ outcome: 'skipped', summary: `skipped: needs ${a.missing.map((m) => `--var ${m}=…`).join(' ')}` })
+    }
     const shown = showCommand(a.argv.filter((x) => x !== '--json'))
     const command = red(showCommand(a.argv))
     if (dryRun) {
@@ -413,28 +416,32 @@ export async function executeRunbook(o: ExecuteOptions): Promise<RunResult> {
     const instructions = red(fillTemplate(step.instructions, vars))
     o.events?.stepStart?.(step, index, 'manual step', fillTemplate(step.title, vars))
     if (dryRun) return finish({ outcome: 'planned', summary: 'planned: manual step', instructions })
-    const c = await confirmStep(fillTemplate(step.confirm, vars), `${base(step)}\n${instructions}`)
+    const c = await confirmStep(fillTemplate(step.confirm, vars), instructions)
     if (!c.ok) return finish({ outcome: c.outcome, summary: c.why, instructions })
     return c.by === '--yes'
       ? finish({ outcome: 'acknowledged', confirmedBy: '--yes', summary: 'acknowledged (--yes): the instructions were recorded, not confirmed by a person', instructions })
       : finish({ outcome: 'confirmed', confirmedBy: 'operator', summary: `confirmed: ${fillTemplate(step.confirm, vars)}`, instructions })
   }
 
-  function base(step: Step): string {
-    return `${fillTemplate(step.title, vars)}`
+  function setCause(cause: string): void {
+    state.cause = cause
+    if (!state.causes.includes(cause)) state.causes.push(cause)
   }
 
   function runDiagnosis(step: DiagnosisStep, index: number, finish: Finish): StepRecord {
     o.events?.stepStart?.(step, index, 'diagnosis', fillTemplate(step.title, vars))
     if (dryRun && state.planning) return finish({ outcome: 'planned', summary: 'planned: depends on the outcome of the planned action; the plan ends here' })
     const ctx = { results: state.results }
+    const done = (r: StepRecord, goto: string | undefined): StepRecord => {
+      caseGoto.set(r, goto)
+      return r
+    }
     for (const c of step.cases) {
       if (!evaluateAll(c.when, ctx)) continue
-      state.cause = c.cause
-      state.causes.push(c.cause)
+      setCause(c.cause)
       if (c.follow_up) state.followUp = c.follow_up
       const ev = evidence(c.when, ctx).map((f) => ({ ...f, detail: red(f.detail) }))
-      return finish({
+      return done(finish({
         outcome: 'diagnosed',
         cause: c.cause,
         causeText: rb.causes[c.cause]!,
@@ -442,21 +449,17 @@ export async function executeRunbook(o: ExecuteOptions): Promise<RunResult> {
         ...(ev.length ? { evidence: ev } : {}),
         ...(c.follow_up ? { followUp: c.follow_up } : {}),
         ...(c.note ? { note: fillTemplate(c.note, vars) } : {}),
-      })
+      }), c.goto)
     }
     if (step.otherwise) {
       const c = step.otherwise
-      state.cause = c.cause
-      state.causes.push(c.cause)
       if (c.follow_up) state.followUp = c.follow_up
-      return finish({
-        outcome: 'undiagnosed',
-        cause: c.cause,
-        causeText: rb.causes[c.cause]!,
-        summary: `no case matched: ${c.cause} — ${rb.causes[c.cause]}`,
-        ...(c.follow_up ? { followUp: c.follow_up } : {}),
-        ...(c.note ? { note: fillTemplate(c.note, vars) } : {}),
-      })
+      const extra = { ...(c.follow_up ? { followUp: c.follow_up } : {}), ...(c.note ? { note: fillTemplate(c.note, vars) } : {}) }
+      if (c.cause === undefined) {
+        return done(finish({ outcome: 'undiagnosed', summary: `no case matched${state.cause ? `; the cause stays ${state.cause}` : ''}${c.note ? ` — ${fillTemplate(c.note, vars)}` : ''}`, ...extra }), c.goto)
+      }
+      setCause(c.cause)
+      return done(finish({ outcome: 'undiagnosed', cause: c.cause, causeText: rb.causes[c.cause]!, summary: `no case matched: ${c.cause} — ${rb.causes[c.cause]}`, ...extra }), c.goto)
     }
     return finish({ outcome: 'undiagnosed', summary: 'no case matched; continuing with the next step' })
   }

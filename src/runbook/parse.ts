@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { basename, extname } from 'node:path'
-import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml'
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml'
 import type { z } from 'zod'
 import { UsageError } from '../errors.js'
 import { splitCommand } from './argv.js'
@@ -32,10 +32,11 @@ function keyPath(path: ReadonlyArray<PropertyKey>): string {
 }
 
 /** The line and column of the YAML node closest to a schema path (the deepest one that exists). */
-function locate(doc: Document, path: ReadonlyArray<PropertyKey>, lc: LineCounter, extraKey?: string): { line: number; column: number } {
+function locate(doc: Document, path: ReadonlyArray<PropertyKey>, lc: LineCounter, extraKey?: string, atValue = false): { line: number; column: number } {
   let node: unknown = doc.contents
   let offset = (doc.contents as YamlNode | null)?.range?.[0] ?? 0
   const steps = extraKey === undefined ? [...path] : [...path, extraKey]
+  let found = 0
   for (const step of steps) {
     if (isMap(node)) {
       const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === step)
@@ -48,7 +49,10 @@ function locate(doc: Document, path: ReadonlyArray<PropertyKey>, lc: LineCounter
       offset = item.range?.[0] ?? offset
       node = item
     } else break
+    found += 1
   }
+  // A wrong value is shown where the value is (when the whole path exists and it is a scalar).
+  if (atValue && found === steps.length && isScalar(node) && node.range) offset = node.range[0]
   const pos = lc.linePos(offset)
   return { line: pos.line, column: pos.col }
 }
@@ -60,6 +64,21 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document): { message: strin
     const value = doc.getIn(path as unknown[])
     if (value === undefined) return { message: `required key is missing: every step needs a type (${STEP_TYPES.join(', ')})`, path: path.slice(0, -1) }
     return { message: `unknown step type "${String(value)}" (expected one of: ${STEP_TYPES.join(', ')})`, path }
+  }
+  if (issue.code === 'invalid_union') {
+    if (!doc.hasIn(path as unknown[])) return { message: 'required key is missing', path }
+    const alts = [
+      ...new Set(
+        ((issue as { errors?: z.core.$ZodIssue[][] }).errors ?? []).map((branch) => {
+          const i = branch[0]
+          if (!i) return 'something else'
+          if (i.code === 'invalid_type') return i.expected === 'object' ? 'a mapping' : i.expected === 'array' ? 'a list' : `a ${i.expected}`
+          if (i.code === 'invalid_value') return (i.values as unknown[]).map((v) => JSON.stringify(v)).join(' or ')
+          return i.message
+        }),
+      ),
+    ]
+    return { message: `wrong value: expected ${alts.join(', or ')}`, path }
   }
   if (issue.code === 'invalid_type') {
     const present = doc.hasIn(path as unknown[])
@@ -75,9 +94,9 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document): { message: strin
 export function parseRunbook(text: string, file: string): Runbook {
   const lc = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
-  const problem = (path: PropertyKey[], message: string, extraKey?: string): RunbookProblem => ({
+  const problem = (path: PropertyKey[], message: string, extraKey?: string, atValue = true): RunbookProblem => ({
     file,
-    ...locate(doc, path, lc, extraKey),
+    ...locate(doc, path, lc, extraKey, atValue),
     key: keyPath(extraKey === undefined ? path : [...path, extraKey]),
     message,
   })
@@ -98,7 +117,7 @@ export function parseRunbook(text: string, file: string): Runbook {
     const problems: RunbookProblem[] = []
     for (const issue of parsed.error.issues) {
       if (issue.code === 'unrecognized_keys') {
-        for (const k of issue.keys) problems.push(problem([...issue.path], 'unknown key', k))
+        for (const k of issue.keys) problems.push(problem([...issue.path], 'unknown key', k, false))
         continue
       }
       const d = describeIssue(issue, doc)
@@ -169,7 +188,7 @@ function checkReferences(rb: Runbook, problem: (path: PropertyKey[], message: st
         conditions(c.when, ['steps', i, 'cases', k, 'when'], i)
       })
       if (s.otherwise) {
-        cause(s.otherwise.cause, ['steps', i, 'otherwise', 'cause'])
+        if (s.otherwise.cause !== undefined) cause(s.otherwise.cause, ['steps', i, 'otherwise', 'cause'])
         target(s.otherwise.goto, ['steps', i, 'otherwise', 'goto'])
       }
     }

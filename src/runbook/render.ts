@@ -7,6 +7,7 @@ const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v])
 export function describeCondition(c: Condition): string {
   if (c.finding) {
     const f = c.finding
+    if (f.check === 'error' && !f.name && !f.detail) return `${f.step ? `\`${f.step}\`` : 'a check'} could not run (labctl error)`
     const verb: Record<string, string> = { fail: 'fails', warn: 'warns', pass: 'passes', skip: 'is skipped' }
     const parts = [
       `${f.check ? list(f.check).join('/') : 'a check'} ${list(f.status ?? 'fail').map((s) => verb[s]).join(' or ')}`,
@@ -76,7 +77,7 @@ function renderStep(s: Step, n: number, fill: (s: string) => string, ref: (id: s
       for (const c of s.cases) {
         out.push(`| ${cell(c.when.map(describeCondition).join(' and '))} | **${c.cause}** | ${ref(c.goto ?? s.next)}${c.follow_up ? `; then \`labctl runbook run ${c.follow_up}\`` : ''} |`)
       }
-      if (s.otherwise) out.push(`| otherwise | **${s.otherwise.cause}** | ${ref(s.otherwise.goto ?? s.next)}${s.otherwise.follow_up ? `; then \`labctl runbook run ${s.otherwise.follow_up}\`` : ''} |`)
+      if (s.otherwise) out.push(`| otherwise | ${s.otherwise.cause ? `**${s.otherwise.cause}**` : '(the cause found before stands)'} | ${ref(s.otherwise.goto ?? s.next)}${s.otherwise.follow_up ? `; then \`labctl runbook run ${s.otherwise.follow_up}\`` : ''} |`)
       break
   }
   if (s.type !== 'diagnosis' && s.next) out.push(`- Then: ${ref(s.next)}.`)

@@ -118,7 +118,12 @@ export const DiagnosisStepSchema = z.strictObject({
   type: z.literal('diagnosis'),
   cases: z.array(DiagnosisCaseSchema).min(1, 'give at least one case'),
   otherwise: z
-    .strictObject({ cause: stepId, goto: stepId.or(z.literal('end')).optional(), follow_up: z.string().regex(ID_RE).optional(), note: text.optional() })
+    .strictObject({
+      cause: stepId.optional().describe('the cause when no case matched (none: the diagnosis names nothing and the earlier cause stands)'),
+      goto: stepId.or(z.literal('end')).optional(),
+      follow_up: z.string().regex(ID_RE).optional(),
+      note: text.optional(),
+    })
     .optional(),
 })
 

@@ -271,6 +271,35 @@ steps:
     expect(f2.calls[0]).toEqual(['trivy', 'validate', '--image', 'reg/app:1', '--json'])
   })
 
+  it('a second diagnosis without a cause keeps the first one; cases with the same cause keep their own goto', async () => {
+    const rb = `
+name: two
+title: two diagnoses
+symptom: s
+causes: { full: disk full, other: other }
+steps:
+  - { id: a, type: check, title: a, run: trivy check }
+  - id: d1
+    type: diagnosis
+    title: d1
+    cases:
+      - { cause: full, when: [ { finding: { check: disk, status: warn } } ], goto: warn-path }
+      - { cause: full, when: [ { finding: { check: disk } } ], goto: fail-path }
+  - { id: warn-path, type: check, title: w, run: trivy status, next: d2 }
+  - { id: fail-path, type: check, title: f, run: trivy validate }
+  - id: d2
+    type: diagnosis
+    title: d2
+    cases: [ { cause: other, when: [ { finding: { step: a, check: nothing } } ] } ]
+    otherwise: { goto: end, note: fixed }
+`
+    const { runner } = fake({ 'trivy check': { exitCode: 3, json: checks(['disk', 'disk', 'fail', '99%']) }, 'trivy validate': healthy, 'trivy status': { json: { hosts: [] } } })
+    const r = await executeRunbook({ loaded: load(rb), runner, yes: true, stateRoot: root() })
+    expect(r.steps.map((s) => `${s.id}:${s.outcome}`)).toEqual(['a:problems', 'd1:diagnosed', 'fail-path:passed', 'd2:undiagnosed'])
+    expect(r.cause?.id).toBe('full')
+    expect(r.steps.at(-1)!.summary).toBe('no case matched; the cause stays full — fixed')
+  })
+
   it('a goto loop is cut off', async () => {
     const rb = `
 name: loop

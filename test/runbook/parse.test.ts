@@ -60,7 +60,7 @@ describe('runbook parser', () => {
 
   it('rejects a missing field at the step it belongs to', () => {
     expect(problems(GOOD.replace('    run: trivy validate\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:7:5: steps\[0\]\.run: required key is missing/)])
-    expect(problems(GOOD.replace('    instructions: do the thing\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:18:5: steps\[2\]\.instructions: required key is missing/)])
+    expect(problems(GOOD.replace('    instructions: do the thing\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:19:5: steps\[2\]\.instructions: required key is missing/)])
     expect(problems(GOOD.replace('    type: check\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:7:5: steps\[0\]: required key is missing: every step needs a type/)])
     expect(problems(GOOD.replace('title: Demo\n', ''))).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:1:1: title: required key is missing/)])
   })
@@ -70,16 +70,16 @@ describe('runbook parser', () => {
     const p = problems(text)
     expect(p).toEqual([
       '/x/demo.yaml:10:5: steps[0].retries: unknown key',
-      expect.stringMatching(/^\/x\/demo\.yaml:19:9: steps\[2\]\.id: must be lowercase letters/),
+      '/x/demo.yaml:20:9: steps[2].id: must be lowercase letters, digits and hyphens (e.g. check-db)',
     ])
   })
 
   it('rejects references to steps and causes that do not exist', () => {
     const p = problems(GOOD.replace('goto: fix', 'goto: repair').replace('- cause: broken', '- cause: smashed').replace('step: probe', 'step: prob'))
     expect(p).toEqual([
-      '/x/demo.yaml:15:9: steps[1].cases[0].cause: cause "smashed" is not listed under causes: (broken)',
-      '/x/demo.yaml:17:24: steps[1].cases[0].when[0].finding.step: no step "prob" in this runbook',
-      '/x/demo.yaml:18:9: steps[1].cases[0].goto: no step "repair" in this runbook (steps: probe, decide, fix, or end)',
+      '/x/demo.yaml:15:16: steps[1].cases[0].cause: cause "smashed" is not listed under causes: (broken)',
+      '/x/demo.yaml:17:30: steps[1].cases[0].when[0].finding.step: no step "prob" in this runbook',
+      '/x/demo.yaml:18:15: steps[1].cases[0].goto: no step "repair" in this runbook (steps: probe, decide, fix, or end)',
     ])
   })
 
