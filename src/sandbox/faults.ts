@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { LabctlError, UsageError } from '../errors.js'
 import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, writeState, type SandboxState } from './layout.js'
 import { edgeHealthy, restartComponent, stopComponent, writeServerCert } from './index.js'
-import { buildHostDb, CACHE_DIR, hostExec, hostHasService, SERVICE, unitFile, writeHostEnv } from './host.js'
-import { isAlive, spawnDaemon, stopProcess, waitFor, portOpen } from './proc.js'
+import { buildHostDb, CACHE_DIR, hostExec, hostHasService, SERVICE, trivyPid, unitFile, writeHostEnv } from './host.js'
+import { isAlive, waitFor, portOpen } from './proc.js'
 import { findTools } from './prereqs.js'
 
 const DAY = 86_400_000
@@ -14,7 +13,7 @@ const DAY = 86_400_000
 export const FAULTS = {
   'wrong-token': 'the server accepts a different token than the one in the secrets dir',
   'service-stopped': 'the Trivy server is stopped (HAProxy answers 503)',
-  hung: 'the Trivy listener accepts connections and never answers',
+  hung: 'the Trivy server is frozen: it accepts connections and never answers',
   'no-db': 'the server runs without a usable DB (metadata of a download that never completed)',
   'db-corrupt': 'trivy.db is overwritten with garbage',
   'db-stale': 'the DB metadata says it was last updated 72 h ago',
@@ -115,11 +114,12 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
       break
     }
     case 'hung': {
-      await stopComponent('trivy', state)
-      // A listener that accepts and then says nothing: what a wedged server looks like from outside.
-      const script = `require('net').createServer((s)=>s.on('error',()=>{})).listen(${state.ports.trivy},'127.0.0.1')`
-      state.hungPid = spawnDaemon(process.execPath, ['-e', script], { log: join(p.logs, 'hung.log') })
-      await waitFor(() => portOpen(state.ports.trivy), 5000)
+      // The server process itself is frozen (SIGSTOP): the kernel still completes connections into its
+      // listen backlog, nothing ever answers — a wedged server. A restart (TERM, then KILL) cures it.
+      const pid = trivyPid(p)
+      if (!pid) throw new LabctlError('the Trivy service is not running', { suggestion: 'run `labctl sandbox heal` first' })
+      process.kill(pid, 'SIGSTOP')
+      state.hungPid = pid
       break
     }
     case 'no-db': {
@@ -190,7 +190,13 @@ export async function healSandbox(dir = sandboxDir(), opts: { all?: boolean } = 
   const all = opts.all === true
   const has = (...fs: Fault[]) => all || fs.some((f) => healed.includes(f))
   let restartTrivy = false
-  if (state.hungPid && isAlive(state.hungPid)) await stopProcess(state.hungPid)
+  if (state.hungPid && isAlive(state.hungPid)) {
+    try {
+      process.kill(state.hungPid, 'SIGCONT')
+    } catch {
+      /* already gone */
+    }
+  }
   delete state.hungPid
   // A bare sandbox host before `labctl trivy install` has no service, env file, user or DB to reset.
   const hostUp = isAlive(state.pids.host)

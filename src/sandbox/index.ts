@@ -395,7 +395,13 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
   const dir = opts.dir ?? sandboxDir()
   const state = readState(dir)
   const stopped: ComponentName[] = []
-  if (state?.hungPid) await stopProcess(state.hungPid)
+  if (state?.hungPid) {
+    try {
+      process.kill(state.hungPid, 'SIGCONT')
+    } catch {
+      /* gone */
+    }
+  }
   if (state?.pids.pkg) await stopProcess(state.pids.pkg)
   if (state) {
     // Stop the edge first, the data last, so nothing serves half a lab.
