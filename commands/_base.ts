@@ -1,5 +1,5 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
-import { EXIT_CODE_TABLE, ExitCode, LabctlError, oneLine, type ExitCodeValue } from '../src/errors.js'
+import { EXIT_CODE_TABLE, ExitCode, LabctlError, UsageError, oneLine, type ExitCodeValue } from '../src/errors.js'
 import { loadInventory, type LoadedInventory } from '../src/inventory/load.js'
 
 /** A command's description with the exit-code table appended, so every --help shows it. */
@@ -58,6 +58,14 @@ export abstract class LabctlCommand<T> extends Command {
   /** Whether prompts may be shown: a TTY on stdin and stderr, and not --no-prompt / --json / CI. */
   protected canPrompt(flags: { 'no-prompt'?: boolean; json?: boolean }): boolean {
     return Boolean(process.stdin.isTTY && process.stderr.isTTY && !flags['no-prompt'] && !flags.json && !process.env.CI)
+  }
+
+  /** Asks before a state-changing step (on stderr); --yes skips it; with no terminal it is a usage error. */
+  protected async confirmOrStop(flags: { yes?: boolean; 'no-prompt'?: boolean; json?: boolean }, message: string, why: string): Promise<void> {
+    if (flags.yes) return
+    if (!this.canPrompt(flags)) throw new UsageError(`${why}: confirmation needed`, { suggestion: 'rerun with --yes, or from a terminal' })
+    const { confirm } = await import('@inquirer/prompts')
+    if (!(await confirm({ message, default: false }, { output: process.stderr }))) throw new UsageError('nothing was changed', { suggestion: 'rerun when ready' })
   }
 
   protected loadInventory(flags: { lab?: string | undefined; config?: string | undefined }): LoadedInventory {

@@ -2,7 +2,6 @@ import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_ssh.js'
 import { selectHosts } from '../../src/inventory/load.js'
-import { UsageError } from '../../src/errors.js'
 import { restartService, type RestartResult } from '../../src/trivy/restart.js'
 
 export type RestartCommandResult = { hosts: RestartResult[] }
@@ -18,13 +17,7 @@ export default class TrivyRestart extends LabctlCommand<RestartCommandResult> {
     const loaded = this.loadInventory(flags)
     const hosts = selectHosts(loaded.inventory, flags.host)
     this.note(`plan: restart ${loaded.inventory.trivy.serviceName} on ${hosts.map((h) => h.name).join(', ')}, one at a time, waiting for /healthz`)
-    if (!flags.yes) {
-      if (!this.canPrompt(flags)) throw new UsageError('restarting interrupts scans: confirmation needed', { suggestion: 'rerun with --yes, or from a terminal' })
-      const { confirm } = await import('@inquirer/prompts')
-      if (!(await confirm({ message: `Restart ${loaded.inventory.trivy.serviceName} on ${hosts.map((h) => h.name).join(', ')}?`, default: false }))) {
-        throw new UsageError('nothing was changed', { suggestion: 'rerun when ready' })
-      }
-    }
+    await this.confirmOrStop(flags, `Restart ${loaded.inventory.trivy.serviceName} on ${hosts.map((h) => h.name).join(', ')}?`, 'restarting interrupts scans')
     await this.useSsh(flags)
     const out: RestartResult[] = []
     for (const h of hosts) {

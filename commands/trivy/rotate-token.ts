@@ -59,11 +59,7 @@ stops for --resume with --no-rollback. The journal (rotation.json) holds fingerp
       return { action: 'dry-run', plan }
     }
     plan.forEach((p, i) => this.note(`${i + 1}. ${p}`))
-    if (!flags.yes) {
-      if (!this.canPrompt(flags)) throw new UsageError('rotating the token changes the servers and Jenkins: confirmation needed', { suggestion: 'rerun with --yes, or from a terminal' })
-      const { confirm } = await import('@inquirer/prompts')
-      if (!(await confirm({ message: 'Rotate the token now?', default: false }))) throw new UsageError('nothing was changed', { suggestion: 'rerun when ready' })
-    }
+    await this.confirmOrStop(flags, 'Rotate the token now?', 'rotating the token changes the servers and Jenkins')
     await this.useSsh(flags)
     const opts = {
       loaded,

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
-import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml'
+import { LineCounter, parseDocument, type Document } from 'yaml'
+import { keyPath, locate } from '../yaml-locate.js'
 import type { z } from 'zod'
 import { UsageError } from '../errors.js'
 import { labsDir, xdgDir } from '../paths.js'
@@ -42,33 +43,6 @@ export class InventoryError extends UsageError {
 }
 
 const FIX_HINT = 'fix the inventory (see README "Inventory reference"; schema/inventory.schema.json helps in editors), then run `labctl config validate`'
-
-function keyPath(path: ReadonlyArray<PropertyKey>): string {
-  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '')
-}
-
-/** The YAML node closest to a schema path, for its line number. */
-function locate(doc: Document, path: ReadonlyArray<PropertyKey>, lc: LineCounter, extraKey?: string): { line: number; column: number } {
-  let node: unknown = doc.contents
-  let offset = (doc.contents as YamlNode | null)?.range?.[0] ?? 0
-  const steps = extraKey === undefined ? [...path] : [...path, extraKey]
-  for (const step of steps) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === step)
-      if (!pair) break
-      const keyNode = pair.key as YamlNode
-      offset = keyNode.range?.[0] ?? offset
-      node = pair.value
-    } else if (isSeq(node) && typeof step === 'number') {
-      const item = node.items[step] as YamlNode | undefined
-      if (!item) break
-      offset = item.range?.[0] ?? offset
-      node = item
-    } else break
-  }
-  const pos = lc.linePos(offset)
-  return { line: pos.line, column: pos.col }
-}
 
 export function parseInventory(text: string, file: string): Inventory {
   const lc = new LineCounter()

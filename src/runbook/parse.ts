@@ -1,9 +1,10 @@
 // Reads a runbook file and rejects what is wrong with it as FILE:LINE:COL: KEY: what is wrong, the way
 // the inventory loader does (the yaml library's LineCounter maps a schema path back to its line).
+import { keyPath, locate } from '../yaml-locate.js'
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { basename, extname } from 'node:path'
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml'
+import { LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { UsageError } from '../errors.js'
 import { splitCommand } from './argv.js'
@@ -25,36 +26,6 @@ export class RunbookError extends UsageError {
     this.problems = problems
     this.details = problems.slice(1).map(fmt)
   }
-}
-
-function keyPath(path: ReadonlyArray<PropertyKey>): string {
-  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '')
-}
-
-/** The line and column of the YAML node closest to a schema path (the deepest one that exists). */
-function locate(doc: Document, path: ReadonlyArray<PropertyKey>, lc: LineCounter, extraKey?: string, atValue = false): { line: number; column: number } {
-  let node: unknown = doc.contents
-  let offset = (doc.contents as YamlNode | null)?.range?.[0] ?? 0
-  const steps = extraKey === undefined ? [...path] : [...path, extraKey]
-  let found = 0
-  for (const step of steps) {
-    if (isMap(node)) {
-      const pair = node.items.find((p) => (p.key as { value?: unknown } | null)?.value === step)
-      if (!pair) break
-      offset = (pair.key as YamlNode).range?.[0] ?? offset
-      node = pair.value
-    } else if (isSeq(node) && typeof step === 'number') {
-      const item = node.items[step] as YamlNode | undefined
-      if (!item) break
-      offset = item.range?.[0] ?? offset
-      node = item
-    } else break
-    found += 1
-  }
-  // A wrong value is shown where the value is (when the whole path exists and it is a scalar).
-  if (atValue && found === steps.length && isScalar(node) && node.range) offset = node.range[0]
-  const pos = lc.linePos(offset)
-  return { line: pos.line, column: pos.col }
 }
 
 function describeIssue(issue: z.core.$ZodIssue, doc: Document): { message: string; path: PropertyKey[] } {

@@ -13,6 +13,7 @@ import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
 import { labAgent } from '../net/http.js'
 import { run, writeFile } from '../ssh/index.js'
+import { sections } from './remote.js'
 import { getHealthz } from './api.js'
 import {
   desiredEnv,
@@ -86,18 +87,6 @@ echo "@@tools"; for t in curl wget sha256sum dpkg apt-mark base64; do command -v
 exit 0
 `
 
-function sections(text: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  let name = 'head'
-  for (const line of text.split('\n')) {
-    const m = /^@@(\w+)$/.exec(line)
-    if (m) {
-      name = m[1]!
-      out[name] = ''
-    } else out[name] = `${out[name] ?? ''}${line}\n`
-  }
-  return out
-}
 
 const b64 = (s: string | undefined): string | undefined => (s && s.trim() ? Buffer.from(s.trim(), 'base64').toString('utf8') : undefined)
 

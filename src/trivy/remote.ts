@@ -52,7 +52,8 @@ pid=$(systemctl show "$svc" -p MainPID --value 2>/dev/null)
 if [ -n "$pid" ] && [ "$pid" != 0 ] && command -v ss >/dev/null; then ss -ltnpH 2>/dev/null | grep "pid=$pid," | awk '{print $4}'; fi
 `
 
-function sections(text: string): Record<string, string> {
+/** Splits a remote script's output at `@@name` marker lines (one SSH round trip, several answers). */
+export function sections(text: string): Record<string, string> {
   const out: Record<string, string> = {}
   let name = 'head'
   for (const line of text.split('\n')) {
