@@ -61,6 +61,12 @@ describe('labctl binary', () => {
     expect(out.error.suggestion).toMatch(/--config/)
   })
 
+  it('accepts global flags before the command (labctl --lab NAME trivy validate)', async () => {
+    const r = await labctl(['--config', join(ROOT, 'examples', 'comptech-lab.yaml'), '--json', 'config', 'validate'])
+    expect(r.exitCode, r.stderr).toBe(0)
+    expect(parseJson(r.stdout)).toMatchObject({ valid: true, lab: 'comptech-lab' })
+  })
+
   it('reads flags from LABCTL_* variables', async () => {
     const r = await labctl(['config', 'validate'], { env: { LABCTL_CONFIG: join(ROOT, 'examples', 'comptech-lab.yaml') } })
     expect(r.exitCode).toBe(0)
