@@ -204,10 +204,7 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
   await hostExec(state, ['sh', '-c', script], { input: pub })
   if (opts.bare) return
   await writeHostEnv(state, token)
-  await hostExec(state, ['sh', '-c', `cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) }).catch(async () => {
-    await hostExec(state, ['mkdir', '-p', '/etc/systemd/system'])
-    await hostExec(state, ['sh', '-c', `cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) })
-  })
+  await hostExec(state, ['sh', '-c', `mkdir -p /etc/systemd/system && cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) })
   await hostExec(state, ['systemctl', 'enable', SERVICE])
 }
 

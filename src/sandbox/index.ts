@@ -6,6 +6,7 @@ import { request } from 'undici'
 import { stringify } from 'yaml'
 import { LabctlError, errorMessage, oneLine } from '../errors.js'
 import { labsDir } from '../paths.js'
+import { writePrivateFile } from '../private-file.js'
 import { httpRequest, labAgent } from '../net/http.js'
 import type { CertOptions } from './tls.js'
 import { findTools, type Tools } from './prereqs.js'
@@ -106,10 +107,6 @@ function logTail(p: SandboxPaths, name: string): string {
   }
 }
 
-export function writeSecretFile(path: string, content: string): void {
-  writeFileSync(path, content, { mode: 0o600 })
-  chmodSync(path, 0o600)
-}
 
 export function dnsmasqArgs(state: SandboxState, p: SandboxPaths): string[] {
   const args = [
@@ -243,7 +240,7 @@ export async function writeServerCert(p: SandboxPaths, opts: CertOptions): Promi
   const ca = { certPem: readFileSync(p.caCert, 'utf8'), keyPem: readFileSync(p.caKey, 'utf8') }
   const { issueServerCert } = await import('./tls.js')
   const cert = await issueServerCert(ca, opts)
-  writeSecretFile(p.publicPem, `${cert.certPem}${cert.keyPem}`)
+  writePrivateFile(p.publicPem, `${cert.certPem}${cert.keyPem}`)
 }
 
 function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, unknown> {
@@ -330,11 +327,11 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
 
   try {
     progress('token and TLS: generating a token, a CA and the public certificate')
-    if (!existsSync(p.token)) writeSecretFile(p.token, `${randomBytes(32).toString('base64url')}\n`)
+    if (!existsSync(p.token)) writePrivateFile(p.token, `${randomBytes(32).toString('base64url')}\n`)
     const { createCa } = await import('./tls.js')
     const ca = await createCa()
     writeFileSync(p.caCert, ca.certPem)
-    writeSecretFile(p.caKey, ca.keyPem)
+    writePrivateFile(p.caKey, ca.keyPem)
     await writeServerCert(p, { names: [...SANDBOX_NAMES.certNames] })
 
     await ensureKeys(p)

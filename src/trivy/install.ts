@@ -4,7 +4,7 @@
 // downloaded and verified before dpkg sees it; files are written atomically); the end is validate's
 // server-side checks. A second run plans no changes.
 import { randomBytes } from 'node:crypto'
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { dirname, join, posix } from 'node:path'
 import { LabctlError, errorMessage, oneLine } from '../errors.js'
@@ -14,6 +14,7 @@ import { resolveName } from '../net/dns.js'
 import { labAgent } from '../net/http.js'
 import { run, writeFile } from '../ssh/index.js'
 import { sections } from './remote.js'
+import { writePrivateFile } from '../private-file.js'
 import { getHealthz } from './api.js'
 import {
   desiredEnv,
@@ -169,20 +170,7 @@ export function planToken(loaded: LoadedInventory, hostToken: string | undefined
 /** Stores a generated token in the secrets dir: private dir, 0600 file, written atomically and synced. */
 export async function storeToken(tp: TokenPlan): Promise<void> {
   await checkSecretsDir(dirname(tp.path))
-  const tmp = `${tp.path}.tmp-${process.pid}`
-  try {
-    const fd = openSync(tmp, 'wx', 0o600)
-    try {
-      writeSync(fd, `${tp.token}\n`)
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
-    renameSync(tmp, tp.path)
-  } catch (err) {
-    rmSync(tmp, { force: true })
-    throw new LabctlError(`cannot store the new token in ${tp.path}: ${errorMessage(err)}`, { suggestion: `check ${dirname(tp.path)}` })
-  }
+  writePrivateFile(tp.path, `${tp.token}\n`)
 }
 
 // ---------------------------------------------------------------- firewall sources

@@ -2,9 +2,9 @@
 // token: the server's EnvironmentFile, the Jenkins Secret Text credential, and the workstation's secrets
 // dir. The journal records fingerprints, never the token; the token moves through SFTP and HTTP bodies.
 import { randomBytes } from 'node:crypto'
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { execa } from 'execa'
 import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
@@ -14,6 +14,7 @@ import { readFile, run, writeFile } from '../ssh/index.js'
 import { updateSecretText } from '../jenkins/client.js'
 import { canaryScan, getHealthz } from './api.js'
 import { fingerprint, redact } from './token.js'
+import { writePrivateFile } from '../private-file.js'
 
 export type RotationState = 'staged' | 'server-switched' | 'jenkins-updated' | 'promoted' | 'rolled-back' | 'failed'
 export type JournalStep = { step: string; status: 'done' | 'failed' | 'skipped'; at: string; detail: string }
@@ -56,33 +57,9 @@ export function readJournal(loaded: LoadedInventory): Journal | undefined {
   return JSON.parse(readFileSync(p, 'utf8')) as Journal
 }
 
-/** Writes a file durably and privately: temp file 0600, fsync, rename, fsync the directory. */
-function writePrivate(path: string, content: string): void {
-  const tmp = `${path}.tmp-${process.pid}`
-  try {
-    const fd = openSync(tmp, 'w', 0o600)
-    try {
-      writeSync(fd, content)
-      fsyncSync(fd)
-    } finally {
-      closeSync(fd)
-    }
-    renameSync(tmp, path)
-    const dfd = openSync(dirname(path), 'r')
-    fsyncSync(dfd)
-    closeSync(dfd)
-  } catch (err) {
-    rmSync(tmp, { force: true })
-    const code = (err as NodeJS.ErrnoException).code
-    throw new LabctlError(`cannot write ${path}: ${code === 'ENOSPC' ? 'no space left on the device' : (code ?? errorMessage(err))}`, {
-      code: code === 'ENOSPC' ? 'DISK_FULL' : 'LOCAL_WRITE',
-      suggestion: code === 'ENOSPC' ? `free space on the filesystem holding ${dirname(path)}, then rerun` : `check ${dirname(path)} (permissions, mount)`,
-    })
-  }
-}
 
 function saveJournal(loaded: LoadedInventory, j: Journal): void {
-  writePrivate(secretsPaths(loaded).journal, `${JSON.stringify(j, null, 2)}\n`)
+  writePrivateFile(secretsPaths(loaded).journal, `${JSON.stringify(j, null, 2)}\n`)
 }
 
 /** The secrets dir must be private and, inside a git work tree, ignored by git. */
@@ -188,7 +165,7 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
       steps: [],
     }
     // Stage locally first: a full disk or a bad directory fails here, before anything else changed.
-    writePrivate(s.pending, `${token}\n`)
+    writePrivateFile(s.pending, `${token}\n`)
     journal.steps.push({ step: 'stage', status: 'done', at: new Date().toISOString(), detail: `${s.pending} (${journal.newFingerprint})` })
     try {
       saveJournal(loaded, journal)

@@ -45,7 +45,12 @@ const RUNBOOK = (name: string) => `labctl runbook run ${name}`
 const isLoopback = (address: string): boolean => address === '::1' || address.startsWith('127.') || address === 'localhost'
 
 /** The checks to run, as specs with their own deadlines. Started together by runValidate. */
-export function planChecks(opts: ValidateOptions): { specs: CheckSpec[]; cleanup: () => Promise<void>; warnings: string[] } {
+export function planChecks(opts: ValidateOptions): {
+  specs: CheckSpec[]
+  cleanup: () => Promise<void>
+  warnings: string[]
+  describeError: (err: unknown, timeoutMs: number) => string
+} {
   const inv: Inventory = opts.loaded.inventory
   const env = opts.env ?? process.env
   const timeoutMs = opts.timeoutMs ?? 10_000
@@ -84,11 +89,12 @@ export function planChecks(opts: ValidateOptions): { specs: CheckSpec[]; cleanup
   }
   const localClient = findTrivyClient(env)
   const localVersion = localClient ? clientVersion(localClient).catch(() => undefined) : Promise.resolve(undefined)
-  localVersion.catch(() => undefined)
 
-  const describe = (err: unknown): string => {
-    if (err instanceof HttpAnswerError || err instanceof LabctlError) return err.message
-    return redact(describeNetError(err), [token])
+  // How a check that threw is reported: our own messages as they are, network errors described, and
+  // the token redacted from anything a peer may have echoed.
+  const describeError = (err: unknown, timeoutMs: number): string => {
+    if (err instanceof HttpAnswerError || err instanceof LabctlError) return redact(err.message, [token])
+    return redact(describeNetError(err, timeoutMs), [token])
   }
   const edgeFix = `check the HAProxy edge and the public name: \`labctl trivy validate --only dns,tls\`, then \`labctl trivy status\``
   const hostFix = (h: string) => `check the service on ${h}: \`labctl trivy status --host ${h}\` (or \`labctl runbook run scan-hangs\`)`
@@ -305,7 +311,7 @@ export function planChecks(opts: ValidateOptions): { specs: CheckSpec[]; cleanup
     })
   }
 
-  return { specs, warnings, cleanup: async () => void (await Promise.all(cleanups.map((c) => c().catch(() => undefined)))) }
+  return { specs, warnings, describeError, cleanup: async () => void (await Promise.all(cleanups.map((c) => c().catch(() => undefined)))) }
 }
 
 export function summarize(checks: CheckResult[]): ValidateResult['summary'] {
@@ -321,7 +327,7 @@ export async function runValidate(opts: ValidateOptions, onStart?: (specs: Check
   try {
     const checks = await Promise.all(
       plan.specs.map(async (spec, i) => {
-        const r = await runCheck(spec, (err) => (err instanceof HttpAnswerError || err instanceof LabctlError ? err.message : describeNetError(err, spec.timeoutMs)))
+        const r = await runCheck(spec, (err) => plan.describeError(err, spec.timeoutMs))
         onResult?.(r, i)
         return r
       }),
