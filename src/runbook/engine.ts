@@ -132,9 +132,8 @@ export async function executeRunbook(o: ExecuteOptions): Promise<RunResult> {
       stoppedAt = step.id
       break
     }
+    // state.next is this step already (saved after the previous one, or at the start): a crash now resumes here.
     state.next = step.id
-    state.status = 'running'
-    persist()
     const run = await runStep(env, step, idx)
     // A step that failed because Ctrl-C arrived (a retry wait cut short, a killed command) was interrupted.
     if (signal.aborted && FAILED.includes(run.record.outcome) && run.record.outcome !== 'interrupted') {
