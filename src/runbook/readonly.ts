@@ -18,6 +18,8 @@ export type ReadOnlyCommand = {
   requireOneOf?: readonly string[]
   /** Positional arguments it takes. */
   args?: number
+  /** Short flags it takes, as their long form. */
+  short?: Readonly<Record<string, string>>
 }
 
 /** Accepted on every read-only command: which lab, and the output format. `--yes` is not: nothing to confirm. */
@@ -30,7 +32,8 @@ export const READ_ONLY_COMMANDS: readonly ReadOnlyCommand[] = [
   },
   { words: ['trivy', 'check'], flags: { '--host': 'value', '--since': 'value', '--timeout': 'value' } },
   { words: ['trivy', 'status'], flags: { '--host': 'value', '--timeout': 'value' } },
-  { words: ['trivy', 'logs'], flags: { '--host': 'value', '--since': 'value', '--lines': 'value' } },
+  // --follow reads until the step's timeout (or Ctrl-C) ends it: read-only, if seldom useful in a check.
+  { words: ['trivy', 'logs'], flags: { '--host': 'value', '--since': 'value', '--lines': 'value', '--follow': 'bool' }, short: { '-n': '--lines', '-f': '--follow' } },
   { words: ['trivy', 'rotate-token'], flags: { '--host': 'value', '--status': 'bool', '--dry-run': 'bool' }, requireOneOf: ['--status', '--dry-run'] },
   { words: ['config', 'show'], flags: {} },
   { words: ['config', 'validate'], flags: {} },
@@ -43,7 +46,6 @@ export const READ_ONLY_COMMANDS: readonly ReadOnlyCommand[] = [
 const WHY: Readonly<Record<string, string>> = {
   '--junit': 'writes a file',
   '--prometheus': 'writes a file',
-  '--follow': 'never ends',
   '--accept-new-host-key': 'writes known_hosts',
   '--yes': 'answers a confirmation: a check has nothing to confirm',
 }
@@ -73,9 +75,10 @@ export function readOnlyProblem(argv: readonly string[], filled = false): string
       if (++args > (cmd.args ?? 0)) return `"${name}" takes no argument "${a}" in a check step`
       continue
     }
-    if (!a.startsWith('--')) return `short flag "${a}" in a check step: write the long form (e.g. --lines)`
-    const eq = a.indexOf('=')
-    const flag = eq < 0 ? a : a.slice(0, eq)
+    const long = !a.startsWith('--') ? cmd.short?.[a] : a
+    if (long === undefined) return `short flag "${a}" in a check step: write the long form (e.g. --lines)`
+    const eq = long.indexOf('=')
+    const flag = eq < 0 ? long : long.slice(0, eq)
     const kind = cmd.flags[flag] ?? GLOBAL_FLAGS[flag]
     if (!kind) {
       const why = WHY[flag] ? ` (it ${WHY[flag]})` : ''

@@ -112,13 +112,13 @@ describe('runbook parser', () => {
     expect(withRun('trivy rotate-token')[0]).toMatch(/"trivy rotate-token" changes state unless given --status or --dry-run/)
     expect(withRun('trivy exec -- trivy version')[0]).toMatch(/"trivy exec" may change state/)
     expect(withRun('trivy validate --yes')[0]).toMatch(/--yes is not read-only \(it answers a confirmation/)
-    expect(withRun('trivy logs -f')[0]).toMatch(/short flag "-f"/)
-    expect(withRun('trivy logs --follow')[0]).toMatch(/--follow is not read-only \(it never ends\)/)
+    expect(withRun('trivy logs -x')[0]).toMatch(/short flag "-x"/)
+    expect(withRun('trivy status -n 1')[0]).toMatch(/short flag "-n"/)
     expect(withRun('trivy check --accept-new-host-key')[0]).toMatch(/writes known_hosts/)
     expect(withRun('trivy {{cmd}}')[0]).toMatch(/is a \{\{placeholder\}\}/)
     expect(withRun('trivy check --since -1h')[0]).toMatch(/write --since=-1h/)
     // read-only forms pass
-    for (const ok of ['trivy validate --only dns --timeout 3000', 'trivy check --since=-1h', 'trivy rotate-token --status', 'trivy status --timeout 3000', 'trivy validate --image {{image}} --gate HIGH,CRITICAL', 'labctl config show', 'runbook show scan-500']) {
+    for (const ok of ['trivy validate --only dns --timeout 3000', 'trivy check --since=-1h', 'trivy rotate-token --status', 'trivy status --timeout 3000', 'trivy validate --image {{image}} --gate HIGH,CRITICAL', 'labctl config show', 'runbook show scan-500', 'trivy logs --follow -n 1']) {
       expect(() => parseRunbook(GOOD.replace('    run: trivy validate\n', `    run: ${ok}\n`), '/x/demo.yaml'), ok).not.toThrow()
     }
     // an action may run anything
