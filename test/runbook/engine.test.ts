@@ -371,6 +371,18 @@ describe('hostile runbooks and user mistakes', () => {
     expect(statSync(r.transcript.json).mode & 0o777).toBe(0o600)
   })
 
+  it('a state dir that cannot be written is a LabctlError naming it (exit 1), before any step runs', async () => {
+    const file = join(root(), 'not-a-dir')
+    writeFileSync(file, 'x')
+    const { runner, calls } = fake({ 'trivy check': corrupt })
+    const err = await captured(executeRunbook({ loaded: load(RB), runner, yes: true, stateRoot: file }))
+    expect(err).toBeInstanceOf(LabctlError)
+    expect(err).toMatchObject({ exitCode: 1, code: 'LOCAL_WRITE' })
+    expect(err.message).toMatch(new RegExp(`^cannot create the directory ${file}/t-`))
+    expect(err.suggestion).toMatch(/XDG_STATE_HOME/)
+    expect(calls).toEqual([])
+  })
+
   it('Ctrl-C while a check waits to retry ends the run as interrupted (exit 130), resumable at that step', async () => {
     const rb = RB.replace('    require: pass\n', '    require: pass\n    retry: { for: 600, every: 60 }\n')
     const ac = new AbortController()
