@@ -12,8 +12,7 @@ export const UNIT = [
   'test/hostile/**/*.test.ts',
   'test/cli/**/*.test.ts',
   'test/jenkins/**/*.test.ts',
-  'test/runbook/engine.test.ts',
-  'test/runbook/parse.test.ts',
+  'test/runbook/{engine,parse,pattern,interrupt}.test.ts',
 ]
 // Today: test/sandbox/**, test/ssh/** (its own sshd, and the sandbox host), test/runbook/drills.test.ts.
 export const SANDBOX = ['test/**/*.test.ts']
