@@ -164,6 +164,29 @@ mark "$@"
   const scanned = `${seen.Metadata?.OS?.Family ?? '?'} ${seen.Metadata?.OS?.Name ?? '?'}, ${osResult?.Packages?.length ?? 0} packages, ${(osResult?.Vulnerabilities ?? []).length} vulnerabilities`
   if ((osResult?.Packages?.length ?? 0) !== packages) throw new Error(`trivy saw ${scanned} in the stand-in, expected ${packages} packages`)
 
+  // Where labctl's fixed cost goes, in CPU ms of one process that loads what `labctl trivy validate`
+  // loads before its first check (median of cpuRuns): Node, @oclif/core, oclif's Config.load (manifest,
+  // core plugins), then the command's bundle chunks (undici, zod, yaml, dns2 and labctl's own code).
+  const probe = join(tmp, 'probe.mjs')
+  writeFileSync(
+    probe,
+    `import * as nodeModule from 'node:module'
+nodeModule.enableCompileCache?.()
+const req = nodeModule.createRequire(${JSON.stringify(join(root, 'bin', 'run.js'))})
+const c = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
+const c0 = c()
+const oclif = await import(req.resolve('@oclif/core'))
+const c1 = c()
+const config = await oclif.Config.load({ root: ${JSON.stringify(root)} })
+const c2 = c()
+await config.findCommand('trivy:validate').load()
+const c3 = c()
+console.log(JSON.stringify({ node: c0, oclif: c1 - c0, config: c2 - c1, command: c3 - c2 }))
+`,
+  )
+  const probes = Array.from({ length: cpuRuns }, () => JSON.parse(run(process.execPath, [probe])))
+  const fixed = Object.fromEntries(['node', 'oclif', 'config', 'command'].map((k) => [k, median(probes.map((p) => p[k]))]))
+
   // labctl's own breakdown: each check's duration (they run concurrently) from one --json run.
   const report = JSON.parse(run(labctl, [...validateArgs, '--json']))
   const checks = report.checks ?? report.results ?? []
@@ -186,6 +209,7 @@ mark "$@"
   console.log(`  labctl trivy validate --image (warm image)   ${ms(m['labctl trivy validate --image'])}   (the same checks plus a real trivy image scan of the stand-in; not the goal)`)
   const verdict = (r) => `${r.toFixed(2)}× (goal ≤ 0.5×: ${r <= 0.5 ? 'met' : 'MISSED'})`
   console.log(`  CPU per run (user + sys, ${cpuRuns} runs): seed procedure warm ${cpuSeedWarm.toFixed(0)} ms, labctl trivy validate ${cpuLab.toFixed(0)} ms (${(cpuLab / cpuSeedWarm).toFixed(2)}×), --only dns ${cpuLabDns.toFixed(0)} ms`)
+  console.log(`  labctl's fixed cost before any check, CPU: node ${fixed.node.toFixed(0)} ms, import @oclif/core ${fixed.oclif.toFixed(0)} ms, Config.load ${fixed.config.toFixed(0)} ms, loading the validate command's bundle ${fixed.command.toFixed(0)} ms`)
   console.log(`  ratio vs warm seed procedure: ${verdict(lab / warm)}`)
   console.log(`  ratio vs cold seed procedure: ${verdict(lab / cold)}`)
 } finally {
