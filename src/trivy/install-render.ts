@@ -164,6 +164,27 @@ export function unitPath(inv: Inventory): string {
   return `/etc/systemd/system/${name}`
 }
 
+/**
+ * The sandboxing every labctl-managed unit gets (the Trivy server and the exporter): read-only system,
+ * no home, no devices, no privilege gain. `readWritePaths` are the only writable places.
+ */
+export function hardeningDirectives(readWritePaths: string[]): string[] {
+  return [
+    'NoNewPrivileges=true',
+    'ProtectSystem=strict',
+    ...(readWritePaths.length ? [`ReadWritePaths=${readWritePaths.join(' ')}`] : []),
+    'PrivateTmp=true',
+    'ProtectHome=true',
+    'PrivateDevices=true',
+    'ProtectKernelTunables=true',
+    'ProtectKernelModules=true',
+    'ProtectControlGroups=true',
+    'RestrictSUIDSGID=true',
+    'LockPersonality=true',
+    'UMask=0027',
+  ]
+}
+
 /** The hardened unit: settings come from the EnvironmentFile (root 0600), so argv shows no secret. */
 export function renderUnit(inv: Inventory): string {
   const t = inv.trivy
@@ -183,18 +204,7 @@ ExecStart=/usr/bin/trivy server
 Restart=on-failure
 RestartSec=5
 TimeoutStopSec=30
-NoNewPrivileges=true
-ProtectSystem=strict
-ReadWritePaths=${t.cacheDir}
-PrivateTmp=true
-ProtectHome=true
-PrivateDevices=true
-ProtectKernelTunables=true
-ProtectKernelModules=true
-ProtectControlGroups=true
-RestrictSUIDSGID=true
-LockPersonality=true
-UMask=0027
+${hardeningDirectives([t.cacheDir]).join('\n')}
 LimitNOFILE=65536
 
 [Install]
