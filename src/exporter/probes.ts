@@ -137,9 +137,10 @@ export async function createProbes(o: ProbeOptions): Promise<ProbeBackend> {
     if (name === EDGE && publicUrl.protocol === 'https:') {
       parts.push(
         part('tls', async () => {
-          const a = await resolveName(publicUrl.hostname, inv.dns.servers, inv.dns.timeoutMs)
-          const address = a.status === 'ok' ? a.addresses[0]! : publicUrl.hostname
-          const info = await inspectTls({ address, port: Number(publicUrl.port || 443), servername: publicUrl.hostname, caFile, timeoutMs: t })
+          const name = publicUrl.hostname.replace(/^\[|\]$/g, '')
+          const a = isIP(name) ? undefined : await resolveName(name, inv.dns.servers, inv.dns.timeoutMs)
+          const address = a?.status === 'ok' ? a.addresses[0]! : name
+          const info = await inspectTls({ address, port: Number(publicUrl.port || 443), servername: name, caFile, timeoutMs: t })
           obs.tls = { expirySeconds: Math.round((info.validTo.getTime() - Date.now()) / 1000), valid: info.authorized && !info.nameError }
         }),
       )
