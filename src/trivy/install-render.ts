@@ -303,8 +303,14 @@ export function haproxyFrontendRules(inv: Inventory): string[] {
   return [`acl trivy_vm_host req.hdr(host),field(1,:) -i ${name}`, `use_backend ${HAPROXY_BACKEND} if trivy_vm_host`]
 }
 
-/** The HAProxy edge's part: the frontend rule for the public name (to paste) and the backend (loadable as is). */
-export function renderHaproxy(inv: Inventory, hosts: ScannerHost[]): string {
+/** Where the edge's HAProxy serves its own Prometheus metrics (scraped as job "haproxy-edge"). */
+export const HAPROXY_METRICS_BIND = '127.0.0.1:8405'
+
+/**
+ * The HAProxy edge's part: the frontend rule for the public name (to paste), the backend and a metrics
+ * frontend with HAProxy's built-in Prometheus exporter (both loadable as is).
+ */
+export function renderHaproxy(inv: Inventory, hosts: ScannerHost[], opts: { metricsBind?: string } = {}): string {
   const name = new URL(inv.trivy.publicUrl).hostname
   return `# Rendered by \`labctl trivy install --haproxy\` (lab ${inv.name}): the Trivy scanner on the HAProxy edge.
 # 1. In the frontend that terminates TLS for ${name}, add these rules (uncommented):
@@ -321,5 +327,15 @@ backend ${HAPROXY_BACKEND}
   # scans of big images take time; /healthz and /version are unauthenticated, scans carry ${inv.trivy.tokenHeader}
   timeout server 300s
 ${hosts.map((h) => `  server ${h.name} ${backendAddress(h)} check`).join('\n')}
+
+# 3. HAProxy's own Prometheus exporter (haproxy_backend_http_responses_total{proxy="${HAPROXY_BACKEND}",code="5xx"}
+#    feeds the TrivyEdge5xxRateHigh alert of monitoring/labctl-trivy.rules.yml). Bind it where the
+#    monitoring node reaches it, and let only that node through the edge firewall.
+frontend labctl-edge-metrics
+  mode http
+  bind ${opts.metricsBind ?? HAPROXY_METRICS_BIND}
+  no log
+  http-request use-service prometheus-exporter if { path /metrics }
+  http-request return status 404 content-type text/plain string "metrics are at /metrics" if !{ path /metrics }
 `
 }
