@@ -1,6 +1,7 @@
 // A real Prometheus (Debian's) on loopback scrapes the real `labctl trivy exporter` probing the sandbox
 // lab, evaluates monitoring/labctl-trivy.rules.yml, and the alerts follow injected faults: wrong token
-// on the server → TrivyCanaryFailing firing; heal → it clears; exporter stopped → TrivyExporterDown.
+// on the server → TrivyCanaryFailing firing; heal → it clears; service stopped, stale DB, certificate near
+// expiry each fire theirs; exporter stopped → TrivyExporterDown.
 // The rules are the shipped ones with their `for:` durations shortened to seconds (same expressions).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -143,6 +144,25 @@ describe('a real Prometheus on the exporter', () => {
     await until('both cleared', async () => {
       const all = await alerts()
       return !find(all, 'TrivyServiceNotActive') && !find(all, 'TrivyHealthzFailing')
+    }, 90_000)
+  }, 240_000)
+
+  it('a stale DB fires TrivyDBStale, an expiring certificate TrivyCertExpiryCritical; heal clears both', async () => {
+    for (const fault of ['db-stale', 'cert-expiring']) {
+      const b = await labctl(['sandbox', 'break', fault], { timeoutMs: 60_000 })
+      expect(b.exitCode, String(b.stderr)).toBe(0)
+    }
+    await until('TrivyDBStale and TrivyCertExpiryCritical firing', async () => {
+      const all = await alerts()
+      return find(all, 'TrivyDBStale', 'trivy-0')?.state === 'firing' && find(all, 'TrivyCertExpiryCritical', 'edge')?.state === 'firing'
+    }, 90_000)
+    // 3 days left: below both thresholds of the inventory (warn 21 d, crit 7 d).
+    expect(find(await alerts(), 'TrivyCertExpiringSoon', 'edge')?.state).toBe('firing')
+    const h = await labctl(['sandbox', 'heal', '--all'], { timeoutMs: 60_000 })
+    expect(h.exitCode, String(h.stderr)).toBe(0)
+    await until('both cleared', async () => {
+      const all = await alerts()
+      return !find(all, 'TrivyDBStale') && !find(all, 'TrivyCertExpiryCritical') && !find(all, 'TrivyCanaryFailing')
     }, 90_000)
   }, 240_000)
 
