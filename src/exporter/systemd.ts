@@ -61,7 +61,7 @@ InaccessiblePaths=-/etc/trivy
 ProtectClock=true
 ProtectHostname=true
 RestrictNamespaces=true
-MemoryMax=256M
+MemoryMax=512M
 
 [Install]
 WantedBy=multi-user.target

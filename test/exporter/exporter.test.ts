@@ -1,5 +1,6 @@
 // The exporter against loopback stand-ins (no sandbox): the real probe adapter, scheduler and HTTP server.
 import { connect } from 'node:net'
+import { execa } from 'execa'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { HttpObservation, ProbeBackend, SshObservation } from '../../src/exporter/model.js'
 import { createProbes } from '../../src/exporter/probes.js'
@@ -105,6 +106,9 @@ describe('labctl trivy exporter', () => {
     expect(value(text, 'labctl_trivy_exporter_requests_total{path="/metrics",code="200"}')).toBeGreaterThanOrEqual(30)
     expect(text).toMatch(/^# TYPE labctl_trivy_probe_errors_total counter$/m)
     expect(text).not.toContain(TOKEN)
+    // Prometheus's own linter: exposition format, HELP/TYPE, counter and unit naming conventions.
+    const lint = await execa('promtool', ['check', 'metrics'], { input: text, reject: false, timeout: 20_000 })
+    expect(lint.exitCode, lint.stdout + lint.stderr).toBe(0)
   })
 
   it('one hanging host delays nobody: the edge is served on time, the host reports errors, the exporter keeps serving', async () => {
