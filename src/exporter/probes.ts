@@ -101,7 +101,8 @@ export async function createProbes(o: ProbeOptions): Promise<ProbeBackend> {
       }),
       part('version', async () => {
         const v = await getVersion(base, { dispatcher: agent, timeoutMs: t })
-        obs.version = v.Version.replace(/^v/, '')
+        // A label value: one line, bounded (a peer chooses it); the token is redacted when served.
+        obs.version = oneLine(redact(v.Version.replace(/^v/, ''), secrets), 64)
         const db = v.VulnerabilityDB
         const secs = (s: string | undefined): number | undefined => {
           const ms = s && !s.startsWith('0001-') ? Date.parse(s) : NaN

@@ -143,6 +143,8 @@ describe('labctl trivy exporter', () => {
     expect(logs.join('\n')).toContain('***') // the echo was there, and redacted
     expect(logs.join('\n')).not.toContain(TOKEN)
     expect(value(answers[0]!.text, 'labctl_trivy_canary_success{host="edge"}')).toBe(0)
+    // The version label a peer chose: one line, escaped, the token redacted.
+    expect(answers[0]!.text).toMatch(/^labctl_trivy_server_info\{host="trivy-0",version="0\.74\.0 \\"\*\*\*",pinned="0\.74\.0"\} 1$/m)
   })
 
   it('reports an open token check and a rejected token', async () => {

@@ -47,6 +47,8 @@ export async function startFakeTrivy(opts: { token: string; header?: string; mod
       const given = typeof sent === 'string' ? sent : undefined
       if (path === '/healthz') return void res.end('ok')
       if (path === '/version') {
+        // Over plain HTTP: valid JSON whose Version carries the token and a line break; over TLS: not JSON at all.
+        if (fake.mode === 'echo-token' && !opts.tls) return json(res, 200, { Version: `0.74.0\n"${opts.token}` })
         if (fake.mode === 'echo-token') {
           res.writeHead(200, { 'content-type': 'text/plain' })
           return void res.end(`proxy says: your token is ${opts.token} (debug)`)
