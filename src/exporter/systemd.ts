@@ -2,7 +2,7 @@
 // user, with install's hardening (hardeningDirectives) and the token in a file only that user can read.
 import { UsageError } from '../errors.js'
 import type { Inventory } from '../inventory/schema.js'
-import { hardeningDirectives } from '../trivy/install-render.js'
+import { renderServiceUnit } from '../trivy/install-render.js'
 
 export type ExporterUnitOptions = {
   inventory: Inventory
@@ -37,33 +37,18 @@ export function renderExporterUnit(o: ExporterUnitOptions): string {
     `install -o ${o.user} -g ${o.user} -m 0400 token ${dir}/token     # the scanner token: readable only by ${o.user}`,
     `install -o ${o.user} -g ${o.user} -m 0400 id_ed25519 ${dir}/id_ed25519`,
   ]
-  return `# Rendered by \`labctl trivy exporter --systemd\` (lab ${o.inventory.name}): Prometheus metrics of the Trivy scanner.
-# Install on the monitoring host as /etc/systemd/system/labctl-trivy-exporter.service, after:
-${setup.map((l) => `#   ${l}`).join('\n')}
-# then: systemctl daemon-reload && systemctl enable --now labctl-trivy-exporter
-# The token never appears in argv: the exporter reads ${dir}/token itself (--token-file).
-[Unit]
-Description=labctl Trivy exporter (lab ${o.inventory.name}): canary, DB freshness, TLS, disk as Prometheus metrics
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=simple
-User=${o.user}
-Group=${o.user}
-ExecStart=${exec.join(' ')}
-Restart=always
-RestartSec=5
-TimeoutStopSec=15
-${hardeningDirectives([]).join('\n')}
-ReadOnlyPaths=${dir}
-InaccessiblePaths=-/etc/trivy
-ProtectClock=true
-ProtectHostname=true
-RestrictNamespaces=true
-MemoryMax=512M
-
-[Install]
-WantedBy=multi-user.target
-`
+  return renderServiceUnit({
+    header: [
+      `# Rendered by \`labctl trivy exporter --systemd\` (lab ${o.inventory.name}): Prometheus metrics of the Trivy scanner.`,
+      '# Install on the monitoring host as /etc/systemd/system/labctl-trivy-exporter.service, after:',
+      ...setup.map((l) => `#   ${l}`),
+      '# then: systemctl daemon-reload && systemctl enable --now labctl-trivy-exporter',
+      `# The token never appears in argv: the exporter reads ${dir}/token itself (--token-file).`,
+    ],
+    description: `labctl Trivy exporter (lab ${o.inventory.name}): canary, DB freshness, TLS, disk as Prometheus metrics`,
+    user: o.user,
+    service: [`ExecStart=${exec.join(' ')}`, 'Restart=always', 'RestartSec=5', 'TimeoutStopSec=15'],
+    readWritePaths: [],
+    after: [`ReadOnlyPaths=${dir}`, 'InaccessiblePaths=-/etc/trivy', 'ProtectClock=true', 'ProtectHostname=true', 'RestrictNamespaces=true', 'MemoryMax=512M'],
+  })
 }

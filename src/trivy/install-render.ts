@@ -185,31 +185,54 @@ export function hardeningDirectives(readWritePaths: string[]): string[] {
   ]
 }
 
+export type ServiceUnit = {
+  /** Comment lines at the top, each starting with "#". */
+  header: string[]
+  description: string
+  documentation?: string
+  user: string
+  /** [Service] lines before the hardening (ExecStart=, Restart=, …) and after it (limits, extra sandboxing). */
+  service: string[]
+  readWritePaths: string[]
+  after?: string[]
+}
+
+/** A simple service unit with labctl's hardening, for every unit labctl renders (Trivy, the exporter). */
+export function renderServiceUnit(u: ServiceUnit): string {
+  return [
+    ...u.header,
+    '[Unit]',
+    `Description=${u.description}`,
+    ...(u.documentation ? [`Documentation=${u.documentation}`] : []),
+    'Wants=network-online.target',
+    'After=network-online.target',
+    '',
+    '[Service]',
+    'Type=simple',
+    `User=${u.user}`,
+    `Group=${u.user}`,
+    ...u.service,
+    ...hardeningDirectives(u.readWritePaths),
+    ...(u.after ?? []),
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n')
+}
+
 /** The hardened unit: settings come from the EnvironmentFile (root 0600), so argv shows no secret. */
 export function renderUnit(inv: Inventory): string {
   const t = inv.trivy
-  return `# Managed by \`labctl trivy install\` (lab ${inv.name}): edits by hand are reverted by the next install.
-[Unit]
-Description=Trivy vulnerability scanner server (trivy server, pinned ${t.version})
-Documentation=https://trivy.dev/
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=simple
-User=${t.serviceUser}
-Group=${t.serviceUser}
-EnvironmentFile=${t.envFile}
-ExecStart=/usr/bin/trivy server
-Restart=on-failure
-RestartSec=5
-TimeoutStopSec=30
-${hardeningDirectives([t.cacheDir]).join('\n')}
-LimitNOFILE=65536
-
-[Install]
-WantedBy=multi-user.target
-`
+  return renderServiceUnit({
+    header: [`# Managed by \`labctl trivy install\` (lab ${inv.name}): edits by hand are reverted by the next install.`],
+    description: `Trivy vulnerability scanner server (trivy server, pinned ${t.version})`,
+    documentation: 'https://trivy.dev/',
+    user: t.serviceUser,
+    service: [`EnvironmentFile=${t.envFile}`, 'ExecStart=/usr/bin/trivy server', 'Restart=on-failure', 'RestartSec=5', 'TimeoutStopSec=30'],
+    readWritePaths: [t.cacheDir],
+    after: ['LimitNOFILE=65536'],
+  })
 }
 
 /** A line diff (LCS): "- old" and "+ new" lines, unchanged lines left out. */

@@ -12,32 +12,25 @@ import { renderExporterUnit } from '../../src/exporter/systemd.js'
 import { HAPROXY_RULES_BEGIN, HAPROXY_RULES_END, hardeningDirectives, renderHaproxy, renderUnit } from '../../src/trivy/install-render.js'
 import { freePorts } from '../../src/sandbox/proc.js'
 
-const inv = parseInventory(
-  `
-name: render-test
-dns: { servers: ["127.0.0.1"] }
-trivy:
-  version: 0.74.0
-  publicUrl: https://trivy.apps.render.test
-  hosts: [{ name: trivy-0, fqdn: trivy-0.render.test, address: 127.0.0.1 }]
-`,
-  'render.yaml',
-)
-
-/** The rendered edge part (backend trivy-vm-be + metrics frontend) in a real HAProxy, the Trivy host on `port`. */
-async function withEdge<T>(port: number, fn: (scan: () => Promise<number>, scrape: () => Promise<string>) => Promise<T>): Promise<T> {
-  const [fe, metrics] = (await freePorts(2)) as [number, number]
-  const live = parseInventory(
+/** A one-host inventory; the host's Trivy listens on `listen`. */
+const inventory = (listen = '0.0.0.0:4954') =>
+  parseInventory(
     `
 name: render-test
 dns: { servers: ["127.0.0.1"] }
 trivy:
   version: 0.74.0
   publicUrl: https://trivy.apps.render.test
-  hosts: [{ name: trivy-0, fqdn: trivy-0.render.test, listen: "127.0.0.1:${port}" }]
+  hosts: [{ name: trivy-0, fqdn: trivy-0.render.test, address: 127.0.0.1, listen: "${listen}" }]
 `,
     'render.yaml',
   )
+const inv = inventory()
+
+/** The rendered edge part (backend trivy-vm-be + metrics frontend) in a real HAProxy, the Trivy host on `port`. */
+async function withEdge<T>(port: number, fn: (scan: () => Promise<number>, scrape: () => Promise<string>) => Promise<T>): Promise<T> {
+  const [fe, metrics] = (await freePorts(2)) as [number, number]
+  const live = inventory(`127.0.0.1:${port}`)
   const text = renderHaproxy(live, live.trivy.hosts, { metricsBind: `127.0.0.1:${metrics}` })
   const lines = text.split('\n')
   const rules = lines.slice(lines.findIndex((l) => l.startsWith(HAPROXY_RULES_BEGIN)) + 1, lines.indexOf(HAPROXY_RULES_END)).map((l) => l.replace(/^#\s*/, '  '))
