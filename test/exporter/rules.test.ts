@@ -6,11 +6,16 @@ import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { METRICS } from '../../src/trivy/metrics.js'
 import { ROOT } from '../helpers.js'
+import { which } from '../../src/sandbox/prereqs.js'
 
 const RULES = join(ROOT, 'monitoring', 'labctl-trivy.rules.yml')
 const TESTS = join(ROOT, 'monitoring', 'labctl-trivy.rules.test.yml')
 
 describe('alert rules', () => {
+  it('have promtool to test them with (Debian package prometheus, installed by scripts/setup.sh)', () => {
+    expect(which('promtool'), 'promtool is not on PATH: run ./scripts/setup.sh (apt-get install prometheus)').toBeTruthy()
+  })
+
   it('pass promtool check rules', async () => {
     const r = await execa('promtool', ['check', 'rules', RULES], { reject: false, timeout: 30_000 })
     expect(r.stdout + r.stderr).toMatch(/SUCCESS: \d+ rules found/)
