@@ -13,8 +13,10 @@ export const UNIT = [
   'test/cli/**/*.test.ts',
   'test/jenkins/**/*.test.ts',
   'test/runbook/{engine,parse,pattern,interrupt}.test.ts',
+  'test/exporter/{exporter,cli,render,rules}.test.ts',
 ]
-// Today: test/sandbox/**, test/ssh/** (its own sshd, and the sandbox host), test/runbook/drills.test.ts.
+// Today: test/sandbox/**, test/ssh/** (its own sshd, and the sandbox host), test/runbook/drills.test.ts,
+// test/exporter/prometheus.sandbox.test.ts.
 export const SANDBOX = ['test/**/*.test.ts']
 
 const common = { testTimeout: 60_000, hookTimeout: 180_000 }

@@ -29,6 +29,7 @@ want dnsutils         dig
 want openssl          openssl
 want sudo             sudo
 want curl             curl
+want prometheus       promtool   # promtool (alert rule tests) and the lab's Prometheus
 want golang-go        go /usr/local/go/bin/go
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"
