@@ -1,0 +1,104 @@
+// The lab network on its own (no sandbox processes): namespaces, bridge, one link and one route on the
+// machine, and `down` leaving the machine exactly as it was.
+import { execa } from 'execa'
+import { describe, expect, it, onTestFinished } from 'vitest'
+import { HOST_OCTET, NODES, inNetns, netCapable, netDown, netLeftovers, netUp, type NetState } from '../../src/sandbox/netns.js'
+
+const sh = async (cmd: string[]): Promise<string> => String((await execa(cmd[0]!, cmd.slice(1), { timeout: 10_000 })).stdout)
+
+/** What the machine's own namespace looks like: namespaces, links, routes, listening sockets. */
+async function machine(): Promise<{ netns: string[]; links: string[]; routes: string[]; listening: string[] }> {
+  const netns = (await sh(['ip', 'netns', 'list'])).split('\n').map((l) => l.split(/\s+/)[0]!).filter(Boolean).sort()
+  const links = (await sh(['ip', '-o', 'link', 'show'])).split('\n').map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1] ?? '').filter(Boolean).sort()
+  const routes = (await sh(['ip', '-4', 'route', 'show', 'table', 'all'])).split('\n').filter(Boolean).sort()
+  // Other programs on a shared machine open and close loopback ports: compare what touches the lab range.
+  const listening = (await sh(['ss', '-Htlnu'])).split('\n').filter((l) => /198\.1[89]\./.test(l)).sort()
+  return { netns, links, routes, listening }
+}
+
+/** A TCP connect from inside a namespace (or from the machine), with a timeout: "open" | "closed" | "timeout" | "unreachable". */
+async function probe(ns: string | undefined, host: string, port: number): Promise<string> {
+  const js = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});s.setTimeout(1500,()=>{console.log('timeout');process.exit(0)});s.on('connect',()=>{console.log('open');process.exit(0)});s.on('error',e=>{console.log(e.code==='ECONNREFUSED'?'closed':'unreachable');process.exit(0)})`
+  const argv = [...(ns ? inNetns(ns) : []), process.execPath, '-e', js]
+  return String((await execa(argv[0]!, argv.slice(1), { timeout: 10_000 })).stdout).trim()
+}
+
+function listen(ns: string, host: string, port: number): Promise<() => Promise<void>> {
+  const js = `require('net').createServer(s=>{s.on('error',()=>{});s.end('hi')}).listen(${port},${JSON.stringify(host)},()=>console.log('ready'))`
+  const child = execa(inNetns(ns)[0]!, [...inNetns(ns).slice(1), process.execPath, '-e', js], { timeout: 60_000, reject: false })
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('listener did not start')), 10_000)
+    child.stdout?.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) {
+        clearTimeout(t)
+        resolve(async () => {
+          child.kill('SIGKILL')
+          await child
+        })
+      }
+    })
+  })
+}
+
+describe('sandbox lab network (namespaces)', () => {
+  it('reads CAP_NET_ADMIN / CAP_SYS_ADMIN from /proc/self/status', () => {
+    expect(netCapable('CapEff:\t000001ffffffffff\n')).toEqual({ ok: true, missing: [] })
+    expect(netCapable('CapEff:\t0000000000000000\n')).toEqual({ ok: false, missing: ['CAP_NET_ADMIN', 'CAP_SYS_ADMIN'] })
+    // CAP_SYS_ADMIN (21) only
+    expect(netCapable('CapEff:\t0000000000200000\n')).toEqual({ ok: false, missing: ['CAP_NET_ADMIN'] })
+  })
+
+  it('two labs coexist on their own /24s; the machine gains one link and one route each; down restores it', async () => {
+    const before = await machine()
+    const labs: NetState[] = []
+    onTestFinished(async () => {
+      for (const l of labs) await netDown(l.id)
+    })
+    const t0 = Date.now()
+    labs.push(await netUp())
+    const upMs = Date.now() - t0
+    labs.push(await netUp())
+    const [a, b] = labs as [NetState, NetState]
+    process.stderr.write(`[netlab] one lab network up in ${upMs} ms\n`)
+
+    expect(a.subnet).not.toBe(b.subnet)
+    for (const l of labs) {
+      expect(l.subnet).toMatch(/^198\.1[89]\.\d{1,3}\.0\/24$/)
+      for (const node of NODES) expect(l.nodes[node].address).toBe(`${l.subnet.split('.').slice(0, 3).join('.')}.${HOST_OCTET[node]}`)
+    }
+    const during = await machine()
+    const gained = (xs: string[], ys: string[]): string[] => ys.filter((y) => !xs.includes(y))
+    // Per lab: 7 node namespaces + the switch; exactly one link and one route on the machine.
+    expect(gained(before.netns, during.netns).sort()).toEqual([...labs.flatMap((l) => [...NODES.map((n) => l.nodes[n].ns), l.switchNs])].sort())
+    expect(gained(before.links, during.links).sort()).toEqual([a.link, b.link].sort())
+    // The one route per lab (main table); the kernel's local/broadcast entries are those of the link's one address.
+    const newRoutes = gained(before.routes, during.routes)
+    expect(newRoutes.filter((r) => !/^(local|broadcast) /.test(r)).map((r) => r.split(' ')[0]).sort()).toEqual([a.subnet, b.subnet].sort())
+    for (const r of newRoutes.filter((x) => /^(local|broadcast) /.test(x))) expect(r).toMatch(new RegExp(`dev (${a.link}|${b.link}) `))
+    expect(before.routes.filter((r) => !during.routes.includes(r))).toEqual([])
+    for (const name of [a.link, a.bridge, ...NODES.map((n) => a.nodes[n].port)]) expect(name.length).toBeLessThanOrEqual(15)
+
+    // A node has its subnet and nothing else: no default route, so nothing can leave the machine.
+    const agentRoutes = (await sh(['ip', '-n', a.nodes.agent.ns, '-4', 'route', 'show', 'table', 'all'])).split('\n').filter((r) => !/ table local /.test(r) && r.trim())
+    expect(agentRoutes.map((r) => r.split(' ')[0])).toEqual([a.subnet])
+    expect(await probe(a.nodes.agent.ns, '192.0.2.1', 80)).toBe('unreachable')
+
+    // Reachability: the workstation and another node reach a listener on the edge; the other lab does not.
+    const stop = await listen(a.nodes.edge.ns, a.nodes.edge.address, 7443)
+    onTestFinished(stop)
+    expect(await probe(undefined, a.nodes.edge.address, 7443)).toBe('open')
+    expect(await probe(a.nodes.agent.ns, a.nodes.edge.address, 7443)).toBe('open')
+    expect(await probe(a.nodes.agent.ns, a.nodes.edge.address, 7444)).toBe('closed')
+    expect(await probe(b.nodes.agent.ns, a.nodes.edge.address, 7443)).toBe('unreachable')
+    expect((await machine()).listening).toEqual(before.listening)
+
+    // down: with a process still in a namespace; everything goes, the machine is as before.
+    const t1 = Date.now()
+    for (const l of labs) expect((await netDown(l.id)).leftover).toEqual([])
+    process.stderr.write(`[netlab] two lab networks down in ${Date.now() - t1} ms\n`)
+    const after = await machine()
+    expect(after).toEqual(before)
+    for (const l of labs) expect(await netLeftovers(l.id)).toEqual([])
+    expect((await netDown(a.id)).leftover).toEqual([])
+  })
+})
