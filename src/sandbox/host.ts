@@ -8,6 +8,8 @@ import { LabctlError, oneLine } from '../errors.js'
 import { projectRoot, SANDBOX_NAMES, type SandboxPaths, type SandboxState } from './layout.js'
 import { isAlive, spawnDaemon, stopProcess } from './proc.js'
 import type { Tools } from './prereqs.js'
+import { endpoint, nodeAddr, onNode } from './nodes.js'
+import { knownHostName } from '../ssh/known-hosts.js'
 
 export const HOST_USER = 'labops'
 /** A second login whose sudo asks for a password: tests that labctl says so instead of hanging. */
@@ -35,7 +37,8 @@ export function hostPaths(p: SandboxPaths) {
 export async function hostExec(state: SandboxState, argv: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
   const pid = state.pids.host
   if (!pid || !isAlive(pid)) throw new LabctlError('the sandbox host trivy-0 is not running', { suggestion: 'run `labctl sandbox up`' })
-  const r = await execa('nsenter', ['-t', String(pid), '-m', '-u', '--', ...argv], {
+  // Its mount, UTS and network namespaces: in the lab network the host is a machine of its own.
+  const r = await execa('nsenter', ['-t', String(pid), '-m', '-u', '-n', '--', ...argv], {
     timeout: opts.timeoutMs ?? 60_000,
     reject: false,
     ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' }),
@@ -92,7 +95,7 @@ Type=simple
 User=trivy
 Group=trivy
 EnvironmentFile=${ENV_FILE}
-ExecStart=/usr/bin/trivy server --listen 127.0.0.1:${state.ports.trivy} --cache-dir ${CACHE_DIR}
+ExecStart=/usr/bin/trivy server --listen ${endpoint(state, 'trivy')} --cache-dir ${CACHE_DIR}
 Restart=on-failure
 RestartSec=1
 TimeoutStopSec=10
@@ -104,8 +107,8 @@ WantedBy=multi-user.target
 }
 
 function sshdConfig(state: SandboxState, h: ReturnType<typeof hostPaths>): string {
-  return `# labctl sandbox: sshd for the scanner host trivy-0 (127.0.0.1 only)
-ListenAddress 127.0.0.1:${state.ports.host}
+  return `# labctl sandbox: sshd for the scanner host trivy-0 (${nodeAddr(state, 'trivy-0')} only)
+ListenAddress ${endpoint(state, 'host')}
 HostKey ${h.hostKey}
 PidFile none
 UsePAM no
@@ -139,7 +142,7 @@ export function startHost(state: SandboxState, p: SandboxPaths): number {
   writeFileSync(h.sshdConfig, sshdConfig(state, h))
   // sshd needs its privilege-separation dir; it lives in the overlay, not in the machine's /run.
   const script = `hostname trivy-0 && ${mounts} && mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -f ${h.sshdConfig} -E ${h.sshdLog}`
-  return spawnDaemon('unshare', ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', '-c', script], { log: join(p.logs, 'host.log') })
+  return spawnDaemon(...onNode(state, 'trivy-0', 'unshare', ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', '-c', script]), { log: join(p.logs, 'host.log') })
 }
 
 async function keygen(file: string, comment: string): Promise<void> {
@@ -156,7 +159,7 @@ export async function ensureKeys(p: SandboxPaths): Promise<void> {
 export function writeKnownHosts(state: SandboxState, p: SandboxPaths): void {
   const h = hostPaths(p)
   const [type, key] = readFileSync(`${h.hostKey}.pub`, 'utf8').trim().split(/\s+/)
-  const names = [SANDBOX_NAMES.fqdn, SANDBOX_NAMES.alias, '127.0.0.1'].map((n) => `[${n}]:${state.ports.host}`).join(',')
+  const names = [SANDBOX_NAMES.fqdn, SANDBOX_NAMES.alias, nodeAddr(state, 'trivy-0')].map((n) => knownHostName(n, state.ports.host)).join(',')
   writeFileSync(h.knownHosts, `${names} ${type} ${key}\n`, { mode: 0o600 })
 }
 

@@ -13,6 +13,8 @@ import { findTools, type Tools } from './prereqs.js'
 import { freePorts, isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from './proc.js'
 import { buildHostDb, ensureKeys, hostPaths, HOST_USER, provisionHost, SERVICE, startHost, stopHost, systemctl, trivyPid, writeKnownHosts } from './host.js'
 import { ensureTrivyDeb, packageRoot, PKG_SERVER, sandboxPackageUrl } from './pkgsource.js'
+import { NODES, netDown, netUp, requireNetCapable, type NodeName } from './netns.js'
+import { COMPONENT_NODE, componentAddr, endpoint, NET_PORTS, nodeAddr, onNode } from './nodes.js'
 import {
   COMPONENTS,
   SANDBOX_NAMES,
@@ -32,7 +34,9 @@ import {
 /** Where the sandbox's offline DB mirror lives in its registry (trivy-db's own repository name). */
 export const DB_MIRROR_REPO = 'aquasec/trivy-db:2'
 
-export type ComponentStatus = { name: ServiceName; pid?: number; port: number; running: boolean; healthy: boolean; detail: string }
+export type ComponentStatus = { name: ServiceName; pid?: number; port: number; running: boolean; healthy: boolean; detail: string; /** the lab node it runs on (--net) */ node?: NodeName; address?: string }
+/** A machine of the lab network (`sandbox up --net`): its namespace and address. */
+export type NodeStatus = { name: NodeName; address: string; namespace: string; parts: ServiceName[] }
 export type SandboxStatus = {
   up: boolean
   dir: string
@@ -44,9 +48,11 @@ export type SandboxStatus = {
   packageServer?: ComponentStatus
   registry?: string
   image?: string
+  /** With --net: the lab's /24, the workstation's address on it and every node. */
+  network?: { subnet: string; workstation: string; link: string; nodes: NodeStatus[] }
 }
 export type SandboxUpResult = SandboxStatus & { changed: boolean; durationMs: number }
-export type SandboxDownResult = { dir: string; stopped: ComponentName[]; leftover: string[] }
+export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'network'>; leftover: string[] }
 
 type Progress = (message: string) => void
 
@@ -58,15 +64,16 @@ async function httpOk(url: string, expect?: string): Promise<boolean> {
 
 async function healthy(name: ServiceName, state: SandboxState): Promise<boolean> {
   const port = state.ports[name]
+  const at = endpoint(state, name)
   switch (name) {
     case 'pkg':
-      return port ? httpOk(`http://127.0.0.1:${port}/v${state.trivyVersion}/trivy_${state.trivyVersion}_checksums.txt`).catch(() => false) : false
+      return port ? httpOk(`http://${at}/v${state.trivyVersion}/trivy_${state.trivyVersion}_checksums.txt`).catch(() => false) : false
     case 'trivy':
-      return httpOk(`http://127.0.0.1:${port}/healthz`, 'ok').catch(() => false)
+      return httpOk(`http://${at}/healthz`, 'ok').catch(() => false)
     case 'registry':
-      return httpOk(`http://127.0.0.1:${port}/v2/`).catch(() => false)
+      return httpOk(`http://${at}/v2/`).catch(() => false)
     default:
-      return port ? portOpen(port) : false
+      return port ? portOpen(port, componentAddr(state, name)) : false
   }
 }
 
@@ -78,9 +85,10 @@ export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> 
     const port = state.ports[name] ?? 0
     const running = isAlive(pid)
     const ok = running && (await healthy(name, state))
-    let detail = !running ? 'not running' : ok ? `listening on 127.0.0.1:${port}` : `running but not answering on 127.0.0.1:${port}`
+    const at = endpoint(state, name)
+    let detail = !running ? 'not running' : ok ? `listening on ${at}${state.net ? ` (node ${COMPONENT_NODE[name]})` : ''}` : `running but not answering on ${at}`
     if (name === 'trivy' && state.bare && !running) detail = 'not installed or not running (bare host: `labctl trivy install --lab sandbox`)'
-    return { name, ...(pid ? { pid } : {}), port, running, healthy: ok, detail }
+    return { name, ...(pid ? { pid } : {}), port, running, healthy: ok, detail, ...(state.net ? { node: COMPONENT_NODE[name], address: componentAddr(state, name) } : {}) }
   }
   const [components, packageServer] = await Promise.all([Promise.all(COMPONENTS.map(one)), state.ports.pkg ? one('pkg') : Promise.resolve(undefined)])
   // On a bare sandbox the Trivy service is what `labctl trivy install` adds: not needed for "up".
@@ -92,8 +100,20 @@ export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> 
     inventory: state.inventoryPath,
     components,
     ...(packageServer ? { packageServer } : {}),
-    registry: `127.0.0.1:${state.ports.registry}`,
-    image: `127.0.0.1:${state.ports.registry}/${state.image}`,
+    registry: endpoint(state, 'registry'),
+    image: `${endpoint(state, 'registry')}/${state.image}`,
+    ...(state.net ? { network: networkStatus(state) } : {}),
+  }
+}
+
+function networkStatus(state: SandboxState): NonNullable<SandboxStatus['network']> {
+  const net = state.net!
+  const parts = (node: NodeName): ServiceName[] => (Object.keys(COMPONENT_NODE) as ServiceName[]).filter((c) => COMPONENT_NODE[c] === node)
+  return {
+    subnet: net.subnet,
+    workstation: net.workstation,
+    link: net.link,
+    nodes: NODES.map((n) => ({ name: n, address: net.nodes[n].address, namespace: net.nodes[n].ns, parts: parts(n) })),
   }
 }
 
@@ -116,7 +136,7 @@ export function dnsmasqArgs(state: SandboxState, p: SandboxPaths): string[] {
     '--no-hosts',
     '--no-poll',
     '--bind-interfaces',
-    '--listen-address=127.0.0.1',
+    `--listen-address=${componentAddr(state, 'dns')}`,
     `--port=${state.ports.dns}`,
     `--local=/${SANDBOX_NAMES.domain}/`,
     '--user=root',
@@ -144,7 +164,7 @@ defaults
   timeout http-request 10s
 
 frontend fe_https
-  bind 127.0.0.1:${state.ports.haproxy} ssl crt ${p.publicPem}
+  bind ${endpoint(state, 'haproxy')} ssl crt ${p.publicPem}
   acl host_trivy ssl_fc_sni -i ${SANDBOX_NAMES.publicName}
   use_backend trivy-vm-be if host_trivy
   default_backend be_no_site
@@ -153,7 +173,7 @@ backend trivy-vm-be
   option httpchk GET /healthz
   http-check expect string ok
   default-server inter 1s fall 2 rise 1
-  server trivy-0 127.0.0.1:${state.ports.trivy} check
+  server trivy-0 ${endpoint(state, 'trivy')} check
 
 backend be_no_site
   http-request return status 404 content-type text/plain string "no such site"
@@ -164,7 +184,7 @@ async function startComponent(name: ServiceName, state: SandboxState, p: Sandbox
   const log = join(p.logs, `${name}.log`)
   switch (name) {
     case 'pkg':
-      return spawnDaemon(process.execPath, ['-e', PKG_SERVER, packageRoot(), String(state.ports.pkg), opts.pkgMode ?? 'normal'], { log })
+      return spawnDaemon(...onNode(state, 'registry', process.execPath, ['-e', PKG_SERVER, packageRoot(), String(state.ports.pkg), opts.pkgMode ?? 'normal', componentAddr(state, 'pkg')]), { log })
     case 'registry':
       writeFileSync(
         p.registryCfg,
@@ -172,12 +192,12 @@ async function startComponent(name: ServiceName, state: SandboxState, p: Sandbox
           version: 0.1,
           log: { level: 'warn' },
           storage: { filesystem: { rootdirectory: p.registryData }, delete: { enabled: true } },
-          http: { addr: `127.0.0.1:${state.ports.registry}` },
+          http: { addr: endpoint(state, 'registry') },
         }),
       )
-      return spawnDaemon(tools.registry, ['serve', p.registryCfg], { log })
+      return spawnDaemon(...onNode(state, 'registry', tools.registry, ['serve', p.registryCfg]), { log })
     case 'dns':
-      return spawnDaemon(tools.dnsmasq, dnsmasqArgs(state, p), { log })
+      return spawnDaemon(...onNode(state, 'dns', tools.dnsmasq, dnsmasqArgs(state, p)), { log })
     case 'host':
       return startHost(state, p)
     case 'trivy':
@@ -190,7 +210,7 @@ async function startComponent(name: ServiceName, state: SandboxState, p: Sandbox
         const alerts = (err.stderr ?? '').split('\n').filter((l) => l.includes('ALERT')).join(' ')
         throw new LabctlError(`generated HAProxy config ${p.haproxyCfg} is invalid: ${oneLine(alerts)}`, { suggestion: 'this is a labctl bug; report it' })
       })
-      return spawnDaemon(tools.haproxy, ['-db', '-f', p.haproxyCfg], { log })
+      return spawnDaemon(...onNode(state, 'edge', tools.haproxy, ['-db', '-f', p.haproxyCfg]), { log })
   }
 }
 
@@ -208,7 +228,7 @@ export async function restartComponent(name: ServiceName, state: SandboxState, t
   // After a Trivy restart HAProxy needs a health-check round to mark the backend up again.
   if (ok && name === 'trivy' && isAlive(state.pids.haproxy)) ok = await waitFor(() => edgeHealthy(state), 10_000)
   if (!ok) {
-    throw new LabctlError(`sandbox ${name} did not become healthy on 127.0.0.1:${state.ports[name] ?? '?'}: ${logTail(p, name)}`, {
+    throw new LabctlError(`sandbox ${name} did not become healthy on ${endpoint(state, name)}: ${logTail(p, name)}`, {
       suggestion: `see ${join(p.logs, `${name}.log`)}; then \`labctl sandbox down && labctl sandbox up\``,
     })
   }
@@ -217,7 +237,7 @@ export async function restartComponent(name: ServiceName, state: SandboxState, t
 /** HAProxy's view of the backend: /healthz through the TLS edge, by the public name, answers ok. */
 export async function edgeHealthy(state: SandboxState): Promise<boolean> {
   const p = sandboxPaths(state.dir)
-  const agent = labAgent({ dnsServers: [`127.0.0.1:${state.ports.dns}`], dnsTimeoutMs: 1000, caFile: p.caCert, connectTimeoutMs: 1000 })
+  const agent = labAgent({ dnsServers: [endpoint(state, 'dns')], dnsTimeoutMs: 1000, caFile: p.caCert, connectTimeoutMs: 1000 })
   try {
     const res = await httpRequest(`https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}/healthz`, { dispatcher: agent, timeoutMs: 1000 })
     return res.status === 200 && res.body.trim() === 'ok'
@@ -248,8 +268,10 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
     name: 'sandbox',
     description: state.bare
       ? 'local sandbox lab started by `labctl sandbox up --bare`: the scanner host has no trivy until `labctl trivy install`'
-      : 'local sandbox lab started by `labctl sandbox up` (real Trivy, HAProxy, dnsmasq, registry on 127.0.0.1)',
-    dns: { servers: [`127.0.0.1:${state.ports.dns}`], timeoutMs: 1000 },
+      : state.net
+        ? `local sandbox lab started by \`labctl sandbox up --net\` (real Trivy, HAProxy, dnsmasq, registry, each on its own network namespace on ${state.net.subnet})`
+        : 'local sandbox lab started by `labctl sandbox up` (real Trivy, HAProxy, dnsmasq, registry on 127.0.0.1)',
+    dns: { servers: [endpoint(state, 'dns')], timeoutMs: 1000 },
     trivy: {
       version: TRIVY_VERSION,
       publicUrl: `https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}`,
@@ -258,15 +280,15 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
       cacheDir: '/var/lib/trivy',
       serviceName: SERVICE,
       envFile: '/etc/trivy/trivy-server.env',
-      dbRepositories: [`127.0.0.1:${state.ports.registry}/${DB_MIRROR_REPO}`],
-      ...(state.ports.pkg ? { packageUrl: sandboxPackageUrl(state.ports.pkg) } : {}),
+      dbRepositories: [`${endpoint(state, 'registry')}/${DB_MIRROR_REPO}`],
+      ...(state.ports.pkg ? { packageUrl: sandboxPackageUrl(state.ports.pkg, componentAddr(state, 'pkg')) } : {}),
       hosts: [
         {
           name: 'trivy-0',
           fqdn: SANDBOX_NAMES.fqdn,
           aliases: [SANDBOX_NAMES.alias],
-          address: '127.0.0.1',
-          listen: `127.0.0.1:${state.ports.trivy}`,
+          address: nodeAddr(state, 'trivy-0'),
+          listen: endpoint(state, 'trivy'),
           debugUrl: `http://${SANDBOX_NAMES.fqdn}:${state.ports.trivy}`,
           ssh: {
             user: HOST_USER,
@@ -284,13 +306,34 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
   }
 }
 
-export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?: boolean } = {}): Promise<SandboxUpResult> {
+/** The lab's DNS records: the scanner host, its alias and the public name (the edge). */
+export function labRecords(state: Pick<SandboxState, 'net'>): SandboxState['dnsRecords'] {
+  const records: SandboxState['dnsRecords'] = [
+    { name: SANDBOX_NAMES.fqdn, address: nodeAddr(state, 'trivy-0') },
+    { name: SANDBOX_NAMES.alias, cname: SANDBOX_NAMES.fqdn },
+    { name: SANDBOX_NAMES.publicName, address: nodeAddr(state, 'edge') },
+  ]
+  // In the lab network every machine has a name too.
+  if (state.net) for (const n of NODES.filter((x) => x !== 'trivy-0')) records.push({ name: `${n}.${SANDBOX_NAMES.domain}`, address: nodeAddr(state, n) })
+  return records
+}
+
+export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?: boolean; net?: boolean } = {}): Promise<SandboxUpResult> {
   const started = Date.now()
   const dir = opts.dir ?? sandboxDir()
   const progress = opts.progress ?? (() => {})
   const bare = opts.bare === true
+  const net = opts.net ?? process.env.LABCTL_SANDBOX_NET === '1'
+  // Before anything else: without the right to make namespaces, nothing is made.
+  if (net) requireNetCapable()
   const tools = findTools()
   const before = await sandboxStatus(dir)
+  if (before.up && Boolean(before.network) !== net) {
+    throw new LabctlError(`the sandbox is already up ${before.network ? 'as a lab network (--net)' : 'on 127.0.0.1'}; it cannot switch to ${net ? 'a lab network' : '127.0.0.1'} while up`, {
+      code: 'SANDBOX_MODE',
+      suggestion: `run \`labctl sandbox down\` first, then \`labctl sandbox up${net ? ' --net' : ''}\``,
+    })
+  }
   if (before.up && Boolean(before.bare) !== bare) {
     throw new LabctlError(`the sandbox is already up ${before.bare ? 'with a bare scanner host' : 'with Trivy installed'}; it cannot switch to ${bare ? '--bare' : 'a full sandbox'} while up`, {
       code: 'SANDBOX_MODE',
@@ -306,19 +349,15 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
   const p = sandboxPaths(dir)
   for (const d of [p.dir, p.logs, p.tls, p.registryData, p.secrets]) mkdirSync(d, { recursive: true, mode: 0o700 })
   chmodSync(p.secrets, 0o700)
-  const [registry, dns, host, trivy, haproxy, pkg] = (await freePorts(6)) as [number, number, number, number, number, number]
+  const [registry, dns, host, trivy, haproxy, pkg] = net ? [] : ((await freePorts(6)) as [number, number, number, number, number, number])
   const state: SandboxState = {
     version: 1,
     dir,
     startedAt: new Date().toISOString(),
-    ports: { registry, dns, host, trivy, haproxy, pkg },
+    ports: net ? { ...NET_PORTS } : { registry: registry!, dns: dns!, host: host!, trivy: trivy!, haproxy: haproxy!, pkg: pkg! },
     ...(bare ? { bare: true } : {}),
     pids: {},
-    dnsRecords: [
-      { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
-      { name: SANDBOX_NAMES.alias, cname: SANDBOX_NAMES.fqdn },
-      { name: SANDBOX_NAMES.publicName, address: '127.0.0.1' },
-    ],
+    dnsRecords: [],
     trivyVersion: TRIVY_VERSION,
     image: TEST_IMAGE,
     inventoryPath: join(labsDir(), 'sandbox.yaml'),
@@ -326,6 +365,15 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
   writeState(state)
 
   try {
+    if (net) {
+      const t = Date.now()
+      progress('lab network: a /24 from 198.18.0.0/15, a bridge, one network namespace per machine')
+      // Recorded before anything else runs in it, so `down` finds it whatever fails next.
+      state.net = await netUp()
+      progress(`lab network: ${state.net.subnet} up in ${Date.now() - t} ms (workstation ${state.net.workstation} on ${state.net.link})`)
+    }
+    state.dnsRecords = labRecords(state)
+    writeState(state)
     progress('token and TLS: generating a token, a CA and the public certificate')
     if (!existsSync(p.token)) writePrivateFile(p.token, `${randomBytes(32).toString('base64url')}\n`)
     const { createCa } = await import('./tls.js')
@@ -354,10 +402,10 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
         await provisionHost(state, p, tools, readFileSync(p.token, 'utf8').trim())
         await buildHostDb(state, tools)
       }
-      progress(`${name === 'host' ? 'trivy-0 sshd' : name}: starting on 127.0.0.1:${state.ports[name]}`)
+      progress(`${name === 'host' ? 'trivy-0 sshd' : name}: starting on ${endpoint(state, name)}`)
       await restartComponent(name, state, tools)
       if (name === 'registry') {
-        progress(`package source: serving it on 127.0.0.1:${pkg}`)
+        progress(`package source: serving it on ${endpoint(state, 'pkg')}`)
         await restartComponent('pkg', state, tools)
       }
     }
@@ -366,11 +414,11 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
     const fixturesDir = join(projectRoot(), 'test', 'fixtures', 'db')
     const fixtures = readdirSync(fixturesDir).filter((f) => f.endsWith('.yaml')).map((f) => join(fixturesDir, f))
     await execa(tools.labfixtures, ['db', '--out', mirrorDb, '--fixtures', fixtures.join(',')], { timeout: 60_000 })
-    await execa(tools.labfixtures, ['dbpush', '--db', mirrorDb, '--to', `127.0.0.1:${state.ports.registry}/${DB_MIRROR_REPO}`], { timeout: 60_000 })
+    await execa(tools.labfixtures, ['dbpush', '--db', mirrorDb, '--to', `${endpoint(state, 'registry')}/${DB_MIRROR_REPO}`], { timeout: 60_000 })
     progress(`registry: pushing ${TEST_IMAGE} with skopeo`)
     await execa(
       tools.skopeo,
-      ['copy', '--quiet', '--dest-tls-verify=false', `oci:${p.image}:1`, `docker://127.0.0.1:${state.ports.registry}/${TEST_IMAGE}`],
+      ['copy', '--quiet', '--dest-tls-verify=false', `oci:${p.image}:1`, `docker://${endpoint(state, 'registry')}/${TEST_IMAGE}`],
       { timeout: 60_000, env: { HOME: p.dir } },
     )
     mkdirSync(labsDir(), { recursive: true })
@@ -391,7 +439,7 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
 export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxDownResult> {
   const dir = opts.dir ?? sandboxDir()
   const state = readState(dir)
-  const stopped: ComponentName[] = []
+  const stopped: SandboxDownResult['stopped'] = []
   if (state?.hungPid) {
     try {
       process.kill(state.hungPid, 'SIGCONT')
@@ -421,11 +469,16 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
     for (const name of COMPONENTS) {
       const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
       if (isAlive(pid)) leftover.push(`${name} pid ${pid}`)
-      else if (state.ports[name] && (await portOpen(state.ports[name]))) leftover.push(`${name} port ${state.ports[name]}`)
+      else if (state.ports[name] && (await portOpen(state.ports[name], componentAddr(state, name)))) leftover.push(`${name} port ${endpoint(state, name)}`)
     }
     if (isAlive(state.pids.pkg)) leftover.push(`pkg pid ${state.pids.pkg}`)
-    else if (state.ports.pkg && (await portOpen(state.ports.pkg))) leftover.push(`pkg port ${state.ports.pkg}`)
+    else if (state.ports.pkg && (await portOpen(state.ports.pkg, componentAddr(state, 'pkg')))) leftover.push(`pkg port ${endpoint(state, 'pkg')}`)
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })
+  }
+  if (state?.net) {
+    const net = await netDown(state.net.id)
+    leftover.push(...net.leftover)
+    if (net.removed.length) stopped.push('network')
   }
   if (leftover.length === 0) rmSync(dir, { recursive: true, force: true })
   return { dir, stopped, leftover }

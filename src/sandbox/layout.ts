@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { xdgDir } from '../paths.js'
+import type { NetState } from './netns.js'
 
 /** The lab's names inside the sandbox; the shape mirrors the seed lab (trivy-0, private alias, public name). */
 export const SANDBOX_NAMES = {
@@ -54,6 +55,8 @@ export type SandboxState = {
   faults?: string[]
   /** PID of the stand-in that replaces Trivy during the "hung" fault. */
   hungPid?: number
+  /** Started with `--net`: every machine is a network namespace on the lab's own /24 (see netns.ts). */
+  net?: NetState
 }
 
 export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -135,6 +135,16 @@ function candidates(start: number): string[] {
 export async function netUp(opts: { id?: string } = {}): Promise<NetState> {
   requireNetCapable()
   const id = opts.id ?? randomBytes(3).toString('hex')
+  try {
+    return await makeNet(id)
+  } catch (err) {
+    // All or nothing: a half-made lab network is removed before the error is reported.
+    await netDown(id).catch(() => undefined)
+    throw err
+  }
+}
+
+async function makeNet(id: string): Promise<NetState> {
   const n = netNames(id)
   // 1. The switch: a namespace with a bridge; the workstation's veth has its peer there.
   await must(['netns', 'add', n.switchNs])

@@ -1,8 +1,13 @@
 // The lab network on its own (no sandbox processes): namespaces, bridge, one link and one route on the
 // machine, and `down` leaving the machine exactly as it was.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { writeState, type SandboxState } from '../../src/sandbox/layout.js'
 import { HOST_OCTET, NODES, inNetns, netCapable, netDown, netLeftovers, netUp, type NetState } from '../../src/sandbox/netns.js'
+import { LABCTL, labctl, parseJson } from '../helpers.js'
 
 const sh = async (cmd: string[]): Promise<string> => String((await execa(cmd[0]!, cmd.slice(1), { timeout: 10_000 })).stdout)
 
@@ -100,5 +105,57 @@ describe('sandbox lab network (namespaces)', () => {
     expect(after).toEqual(before)
     for (const l of labs) expect(await netLeftovers(l.id)).toEqual([])
     expect((await netDown(a.id)).leftover).toEqual([])
+  })
+})
+
+describe('sandbox exec and the root check', () => {
+  it('`sandbox up --net` without CAP_NET_ADMIN stops at once with one line, exit 1, and makes nothing', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'labctl-nocap-'))
+    onTestFinished(() => rmSync(root, { recursive: true, force: true }))
+    const before = await machine()
+    // Root without CAP_NET_ADMIN: the capability is dropped from the bounding set before labctl starts.
+    const r = await execa('setpriv', ['--bounding-set', '-net_admin', '--inh-caps', '-net_admin', LABCTL, 'sandbox', 'up', '--net'], {
+      reject: false,
+      timeout: 60_000,
+      env: { ...process.env, NO_COLOR: '1', XDG_CONFIG_HOME: join(root, 'config'), LABCTL_SANDBOX_DIR: join(root, 'sb') },
+    })
+    expect(r.exitCode).toBe(1)
+    const lines = String(r.stderr).split('\n').filter((l) => l.startsWith('labctl: error:'))
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatch(/needs root \(CAP_NET_ADMIN missing\)/)
+    expect(String(r.stdout)).toBe('')
+    expect(await machine()).toEqual(before)
+  })
+
+  it('runs a command inside a node: argv literal, exit code propagated, bad node is a usage error', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'labctl-exec-'))
+    const net = await netUp()
+    onTestFinished(async () => {
+      await netDown(net.id)
+      rmSync(root, { recursive: true, force: true })
+    })
+    // A lab network with no processes in it: enough for exec (it only needs the recorded namespaces).
+    const dir = join(root, 'sb')
+    const state: SandboxState = {
+      version: 1, dir, startedAt: new Date().toISOString(), ports: { registry: 5000, dns: 53, host: 22, trivy: 4954, haproxy: 443 },
+      pids: {}, dnsRecords: [], trivyVersion: '0.74.0', image: 'lab/vulnerable:1', inventoryPath: join(root, 'inv.yaml'), net,
+    }
+    writeState(state)
+    const env = { LABCTL_SANDBOX_DIR: dir }
+    const addr = await labctl(['sandbox', 'exec', 'agent', '--', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'], { env })
+    expect(addr.exitCode, addr.stderr).toBe(0)
+    expect(addr.stdout).toContain(`inet ${net.nodes.agent.address}/24`)
+    const outsider = await labctl(['sandbox', 'exec', 'outsider', '--json', '--', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'], { env })
+    expect(parseJson<{ stdout: string }>(outsider.stdout).stdout).toContain(`inet ${net.nodes.outsider.address}/24`)
+    const literal = await labctl(['sandbox', 'exec', 'edge', '--', 'printf', '%s|', 'a b', '$HOME', ';', '--json'], { env })
+    expect(literal.exitCode, literal.stderr).toBe(0)
+    expect(literal.stdout).toBe('a b|$HOME|;|--json|')
+    const code = await labctl(['sandbox', 'exec', 'dns', '--', 'sh', '-c', 'exit 7'], { env })
+    expect(code.exitCode).toBe(7)
+    const bad = await labctl(['sandbox', 'exec', 'nope', '--', 'true'], { env })
+    expect(bad.exitCode).toBe(2)
+    const none = await labctl(['sandbox', 'exec', 'agent'], { env })
+    expect(none.exitCode).toBe(2)
+    expect(none.stderr).toMatch(/nothing to run/)
   })
 })
