@@ -10,6 +10,8 @@ import { isAlive, spawnDaemon, stopProcess } from './proc.js'
 import type { Tools } from './prereqs.js'
 import { endpoint, nodeAddr, onNode } from './nodes.js'
 import { knownHostName } from '../ssh/known-hosts.js'
+import { NFT_FILE, nftRuleset } from '../trivy/install-render.js'
+import { which } from './prereqs.js'
 
 export const HOST_USER = 'labops'
 /** A second login whose sudo asks for a password: tests that labctl says so instead of hanging. */
@@ -79,6 +81,18 @@ export async function hostHasService(state: SandboxState): Promise<boolean> {
  */
 export const FIREWALL_PLAN_ONLY = '/etc/labctl/firewall-plan-only'
 const FIREWALL_PLAN_ONLY_REASON = "sandbox host: it shares the machine's network namespace, so its firewall is the CI machine's"
+
+/**
+ * The listener's firewall on a lab-network host (its own network namespace): labctl's own nftables
+ * ruleset (the one `labctl trivy install` writes), opening the listener port only to the given sources.
+ * Written to the same file install manages, then loaded into trivy-0's namespace.
+ */
+export async function applyHostFirewall(state: SandboxState, sources: string[]): Promise<void> {
+  if (!state.net) throw new LabctlError('the loopback sandbox shares the machine\'s firewall: nothing is applied there', { suggestion: 'use `labctl sandbox up --net`' })
+  if (!which('nft')) throw new LabctlError('missing prerequisite: nft (nftables), for the scanner host\'s firewall', { code: 'MISSING_PREREQUISITE', suggestion: 'run `./scripts/setup.sh` (or `apt-get install nftables`)' })
+  const ruleset = nftRuleset({ port: state.ports.trivy, sources })
+  await hostExec(state, ['sh', '-c', `install -d -m 0755 /etc/nftables.d && cat > ${NFT_FILE}.tmp && chmod 0644 ${NFT_FILE}.tmp && mv ${NFT_FILE}.tmp ${NFT_FILE} && nft -f ${NFT_FILE}`], { input: ruleset })
+}
 
 export async function readHostToken(state: SandboxState): Promise<string> {
   const text = await hostExec(state, ['cat', ENV_FILE])
@@ -186,7 +200,10 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
     `printf 'trivy-0\\n' > /etc/hostname`,
     `grep -q ' trivy-0' /etc/hosts || printf '127.0.1.1 ${SANDBOX_NAMES.fqdn} trivy-0\\n' >> /etc/hosts`,
     `install -m 0755 ${standins}/systemctl /usr/local/bin/systemctl && install -m 0755 ${standins}/journalctl /usr/local/bin/journalctl`,
-    `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && printf '%s\\n' "${FIREWALL_PLAN_ONLY_REASON}" > ${FIREWALL_PLAN_ONLY}`,
+    // In the lab network the host has a network of its own: its firewall is real (no plan-only marker).
+    state.net
+      ? `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && rm -f ${FIREWALL_PLAN_ONLY}`
+      : `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && printf '%s\\n' "${FIREWALL_PLAN_ONLY_REASON}" > ${FIREWALL_PLAN_ONLY}`,
     ...(opts.bare
       ? [
           // Whatever the machine underneath has, the bare host has no trivy (whiteouts in the overlays).

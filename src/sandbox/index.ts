@@ -11,7 +11,7 @@ import { httpRequest, labAgent } from '../net/http.js'
 import type { CertOptions } from './tls.js'
 import { findTools, type Tools } from './prereqs.js'
 import { freePorts, isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from './proc.js'
-import { buildHostDb, ensureKeys, hostPaths, HOST_USER, provisionHost, SERVICE, startHost, stopHost, systemctl, trivyPid, writeKnownHosts } from './host.js'
+import { applyHostFirewall, buildHostDb, ensureKeys, hostPaths, HOST_USER, provisionHost, SERVICE, startHost, stopHost, systemctl, trivyPid, writeKnownHosts } from './host.js'
 import { ensureTrivyDeb, packageRoot, PKG_SERVER, sandboxPackageUrl } from './pkgsource.js'
 import { NODES, netDown, netUp, requireNetCapable, type NodeName } from './netns.js'
 import { COMPONENT_NODE, componentAddr, endpoint, NET_PORTS, nodeAddr, onNode } from './nodes.js'
@@ -192,7 +192,8 @@ async function startComponent(name: ServiceName, state: SandboxState, p: Sandbox
           version: 0.1,
           log: { level: 'warn' },
           storage: { filesystem: { rootdirectory: p.registryData }, delete: { enabled: true } },
-          http: { addr: endpoint(state, 'registry') },
+          // On its own machine the registry also answers on that machine's loopback (labfixtures pushes there).
+          http: { addr: state.net ? `:${state.ports.registry}` : endpoint(state, 'registry') },
         }),
       )
       return spawnDaemon(...onNode(state, 'registry', tools.registry, ['serve', p.registryCfg]), { log })
@@ -263,6 +264,11 @@ export async function writeServerCert(p: SandboxPaths, opts: CertOptions): Promi
   writePrivateFile(p.publicPem, `${cert.certPem}${cert.keyPem}`)
 }
 
+/** Who may reach the listener directly in the lab network, besides the edge. */
+export function firewallAllowlist(state: SandboxState): string[] {
+  return state.net ? [state.net.workstation, nodeAddr(state, 'agent')] : []
+}
+
 function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, unknown> {
   return {
     name: 'sandbox',
@@ -282,6 +288,8 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
       envFile: '/etc/trivy/trivy-server.env',
       dbRepositories: [`${endpoint(state, 'registry')}/${DB_MIRROR_REPO}`],
       ...(state.ports.pkg ? { packageUrl: sandboxPackageUrl(state.ports.pkg, componentAddr(state, 'pkg')) } : {}),
+      // Besides the edge, the listener answers the operator's workstation and the build agent; not the outsider.
+      ...(state.net ? { allowlist: firewallAllowlist(state) } : {}),
       hosts: [
         {
           name: 'trivy-0',
@@ -401,6 +409,10 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
         progress('trivy-0: provisioning (users, sudo, systemd stand-in, trivy, unit) and building the DB from test/fixtures/db')
         await provisionHost(state, p, tools, readFileSync(p.token, 'utf8').trim())
         await buildHostDb(state, tools)
+        if (state.net) {
+          progress(`trivy-0: firewall (nftables in its namespace): port ${state.ports.trivy} only from the edge, the workstation and the agent`)
+          await applyHostFirewall(state, [nodeAddr(state, 'edge'), ...firewallAllowlist(state)])
+        }
       }
       progress(`${name === 'host' ? 'trivy-0 sshd' : name}: starting on ${endpoint(state, name)}`)
       await restartComponent(name, state, tools)
@@ -414,7 +426,8 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
     const fixturesDir = join(projectRoot(), 'test', 'fixtures', 'db')
     const fixtures = readdirSync(fixturesDir).filter((f) => f.endsWith('.yaml')).map((f) => join(fixturesDir, f))
     await execa(tools.labfixtures, ['db', '--out', mirrorDb, '--fixtures', fixtures.join(',')], { timeout: 60_000 })
-    await execa(tools.labfixtures, ['dbpush', '--db', mirrorDb, '--to', `${endpoint(state, 'registry')}/${DB_MIRROR_REPO}`], { timeout: 60_000 })
+    // labfixtures pushes to loopback only: in the lab network it runs on the registry's machine.
+    await execa(...onNode(state, 'registry', tools.labfixtures, ['dbpush', '--db', mirrorDb, '--to', `127.0.0.1:${state.ports.registry}/${DB_MIRROR_REPO}`]), { timeout: 60_000 })
     progress(`registry: pushing ${TEST_IMAGE} with skopeo`)
     await execa(
       tools.skopeo,
