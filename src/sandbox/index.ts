@@ -14,7 +14,7 @@ import { freePorts, isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from 
 import { applyHostFirewall, buildHostDb, ensureKeys, hostPaths, HOST_USER, provisionHost, SERVICE, startHost, stopHost, systemctl, trivyPid, writeKnownHosts } from './host.js'
 import { ensureTrivyDeb, packageRoot, PKG_SERVER, sandboxPackageUrl } from './pkgsource.js'
 import { NODES, netDown, netUp, requireNetCapable, type NodeName } from './netns.js'
-import { COMPONENT_NODE, componentAddr, endpoint, NET_PORTS, nodeAddr, onNode } from './nodes.js'
+import { COMPONENT_NODE, componentAddr, endpoint, NET_PORTS, nodeAddr, onNode, reachable } from './nodes.js'
 import {
   COMPONENTS,
   SANDBOX_NAMES,
@@ -63,6 +63,7 @@ async function httpOk(url: string, expect?: string): Promise<boolean> {
 }
 
 async function healthy(name: ServiceName, state: SandboxState): Promise<boolean> {
+  if (!reachable(state)) return false
   const port = state.ports[name]
   const at = endpoint(state, name)
   switch (name) {
@@ -87,6 +88,7 @@ export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> 
     const ok = running && (await healthy(name, state))
     const at = endpoint(state, name)
     let detail = !running ? 'not running' : ok ? `listening on ${at}${state.net ? ` (node ${COMPONENT_NODE[name]})` : ''}` : `running but not answering on ${at}`
+    if (!reachable(state)) detail = `the lab network ${state.net?.subnet ?? ''} is gone (run \`labctl sandbox down\`)`
     if (name === 'trivy' && state.bare && !running) detail = 'not installed or not running (bare host: `labctl trivy install --lab sandbox`)'
     return { name, ...(pid ? { pid } : {}), port, running, healthy: ok, detail, ...(state.net ? { node: COMPONENT_NODE[name], address: componentAddr(state, name) } : {}) }
   }
@@ -237,6 +239,7 @@ export async function restartComponent(name: ServiceName, state: SandboxState, t
 
 /** HAProxy's view of the backend: /healthz through the TLS edge, by the public name, answers ok. */
 export async function edgeHealthy(state: SandboxState): Promise<boolean> {
+  if (!reachable(state)) return false
   const p = sandboxPaths(state.dir)
   const agent = labAgent({ dnsServers: [endpoint(state, 'dns')], dnsTimeoutMs: 1000, caFile: p.caCert, connectTimeoutMs: 1000 })
   try {
@@ -479,13 +482,15 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
   }
   const leftover: string[] = []
   if (state) {
+    // Ports are probed only while the lab link exists (never through the machine's default route).
+    const probe = reachable(state)
     for (const name of COMPONENTS) {
       const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
       if (isAlive(pid)) leftover.push(`${name} pid ${pid}`)
-      else if (state.ports[name] && (await portOpen(state.ports[name], componentAddr(state, name)))) leftover.push(`${name} port ${endpoint(state, name)}`)
+      else if (probe && state.ports[name] && (await portOpen(state.ports[name], componentAddr(state, name)))) leftover.push(`${name} port ${endpoint(state, name)}`)
     }
     if (isAlive(state.pids.pkg)) leftover.push(`pkg pid ${state.pids.pkg}`)
-    else if (state.ports.pkg && (await portOpen(state.ports.pkg, componentAddr(state, 'pkg')))) leftover.push(`pkg port ${endpoint(state, 'pkg')}`)
+    else if (probe && state.ports.pkg && (await portOpen(state.ports.pkg, componentAddr(state, 'pkg')))) leftover.push(`pkg port ${endpoint(state, 'pkg')}`)
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })
   }
   if (state?.net) {

@@ -4,7 +4,7 @@
 // route into that /24; nothing else on the machine changes. No node has a default route, nothing is
 // forwarded or NATed: lab traffic cannot leave the machine.
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { LabctlError, oneLine } from '../errors.js'
@@ -188,6 +188,14 @@ async function makeNet(id: string): Promise<NetState> {
     nodes[node] = { ns, address, port: n.port(node) }
   }
   return { id, subnet: `${prefix}.0/24`, switchNs: n.switchNs, bridge: n.bridge, link: n.link, workstation: `${prefix}.${HOST_OCTET.workstation}`, nodes }
+}
+
+/**
+ * Whether the workstation's lab link still exists. Without it the lab's addresses would be routed by the
+ * machine's default route, off the machine: nothing may probe a lab address then.
+ */
+export function netPresent(net: Pick<NetState, 'link'>): boolean {
+  return existsSync(`/sys/class/net/${net.link}`)
 }
 
 /** PIDs of processes whose network namespace is this one. */

@@ -1,6 +1,6 @@
 // Where each sandbox part runs: on 127.0.0.1 in the machine's own namespace (the default sandbox), or
 // on its node's address inside its node's network namespace (`sandbox up --net`).
-import type { NodeName } from './netns.js'
+import { netPresent, type NodeName } from './netns.js'
 import type { SandboxState, ServiceName } from './layout.js'
 
 /** The machine each part runs on in the lab network. */
@@ -28,6 +28,11 @@ export function componentAddr(state: Pick<SandboxState, 'net'>, name: ServiceNam
 /** `host:port` of a part, as a client on the workstation reaches it. */
 export function endpoint(state: Pick<SandboxState, 'net' | 'ports'>, name: ServiceName): string {
   return `${componentAddr(state, name)}:${state.ports[name] ?? 0}`
+}
+
+/** Whether the parts' addresses can be probed: always on loopback; in the lab network only while its link exists. */
+export function reachable(state: Pick<SandboxState, 'net'>): boolean {
+  return !state.net || netPresent(state.net)
 }
 
 /** argv prefix that runs a command in a node's network namespace; empty in the loopback sandbox. */
