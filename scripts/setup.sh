@@ -18,6 +18,7 @@ command -v dig      >/dev/null || need_pkgs+=(dnsutils)
 command -v openssl  >/dev/null || need_pkgs+=(openssl)
 command -v sudo     >/dev/null || need_pkgs+=(sudo)
 command -v curl     >/dev/null || need_pkgs+=(curl)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_pkgs+=(nftables)
 command -v go       >/dev/null || [ -x /usr/local/go/bin/go ] || need_pkgs+=(golang-go)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"
