@@ -222,6 +222,12 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
         ]),
   ].join('\n')
   await hostExec(state, ['sh', '-c', script], { input: pub })
+  if (state.net) {
+    // A lab machine trusts the lab CA (the registry's HTTPS): appended to the host's own bundle, in its overlay.
+    const ca = readFileSync(p.caCert, 'utf8')
+    const bundle = '/etc/ssl/certs/ca-certificates.crt'
+    await hostExec(state, ['sh', '-c', `mkdir -p /etc/ssl/certs && ca=$(cat) && if ! grep -qF "$(printf '%s\\n' "$ca" | sed -n 2p)" ${bundle} 2>/dev/null; then printf '%s\\n' "$ca" >> ${bundle}; fi`], { input: ca })
+  }
   if (opts.bare) return
   await writeHostEnv(state, token)
   await hostExec(state, ['sh', '-c', `mkdir -p /etc/systemd/system && cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) })

@@ -57,6 +57,8 @@ export type SandboxState = {
   hungPid?: number
   /** Started with `--net`: every machine is a network namespace on the lab's own /24 (see netns.ts). */
   net?: NetState
+  /** The registry serves HTTPS with a certificate of the sandbox CA (the lab network, once its content is pushed). */
+  registryTls?: boolean
 }
 
 export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -72,6 +74,8 @@ export function sandboxPaths(dir: string) {
     caCert: join(dir, 'tls', 'ca.pem'),
     caKey: join(dir, 'tls', 'ca-key.pem'),
     publicPem: join(dir, 'tls', 'public.pem'),
+    registryCert: join(dir, 'tls', 'registry.pem'),
+    registryKey: join(dir, 'tls', 'registry-key.pem'),
     haproxyCfg: join(dir, 'haproxy.cfg'),
     registryCfg: join(dir, 'registry.yml'),
     registryData: join(dir, 'registry-data'),

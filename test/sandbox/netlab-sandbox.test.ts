@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { parse } from 'yaml'
 import type { SandboxStatus } from '../../src/sandbox/index.js'
+import { trivyBinary } from '../../src/sandbox/prereqs.js'
 import { labctl, parseJson } from '../helpers.js'
 import { machine, probe } from './netlab-helpers.js'
 
@@ -76,6 +77,17 @@ describe('sandbox up --net (the lab as a network)', () => {
     // labctl operates the lab over it: validate passes through the edge and directly.
     const v = await labctl(['--lab', 'sandbox', 'trivy', 'validate', '--json'], { env, timeoutMs: 120_000 })
     expect(v.exitCode, v.stdout.slice(0, 2000)).toBe(0)
+
+    // The registry on its machine speaks HTTPS with a certificate of the sandbox CA; the workstation's trivy
+    // client pulls the test image from it through the edge-fronted server.
+    const reg = await labctl(['sandbox', 'exec', 'agent', '--', 'curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', '--cacert', ca, `https://${addr.registry}:5000/v2/`], { env })
+    expect(reg.stdout).toBe('200')
+    const img = await labctl(['--lab', 'sandbox', 'trivy', 'validate', '--json', '--only', 'image', '--image', s.image!, '--gate', 'CRITICAL', '--scan-timeout', '60000'], {
+      env: { ...env, LABCTL_TRIVY_BIN: trivyBinary() },
+      timeoutMs: 120_000,
+    })
+    expect(img.exitCode, img.stdout.slice(0, 2000)).toBe(0)
+    expect(parseJson<{ checks: Array<{ detail: string }> }>(img.stdout).checks[0]!.detail).toMatch(/gate CRITICAL clean/)
 
     const t1 = Date.now()
     const down = await labctl(['sandbox', 'down', '--json'], { env, timeoutMs: 120_000 })
