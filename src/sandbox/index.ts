@@ -46,13 +46,15 @@ export type SandboxStatus = {
   components: ComponentStatus[]
   /** The loopback package source serving the trivy .deb release-style (trivy.packageUrl in the inventory). */
   packageServer?: ComponentStatus
+  /** With --net: the Jenkins stand-in (credentials plugin) on the jenkins node, seeded with the sandbox token. */
+  jenkins?: ComponentStatus
   registry?: string
   image?: string
   /** With --net: the lab's /24, the workstation's address on it and every node. */
   network?: { subnet: string; workstation: string; link: string; nodes: NodeStatus[] }
 }
 export type SandboxUpResult = SandboxStatus & { changed: boolean; durationMs: number }
-export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'network'>; leftover: string[] }
+export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'jenkins' | 'network'>; leftover: string[] }
 
 type Progress = (message: string) => void
 
@@ -104,16 +106,21 @@ export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> 
     if (name === 'trivy' && state.bare && !running) detail = 'not installed or not running (bare host: `labctl trivy install --lab sandbox`)'
     return { name, ...(pid ? { pid } : {}), port, running, healthy: ok, detail, ...(state.net ? { node: COMPONENT_NODE[name], address: componentAddr(state, name) } : {}) }
   }
-  const [components, packageServer] = await Promise.all([Promise.all(COMPONENTS.map(one)), state.ports.pkg ? one('pkg') : Promise.resolve(undefined)])
+  const [components, packageServer, jenkins] = await Promise.all([
+    Promise.all(COMPONENTS.map(one)),
+    state.ports.pkg ? one('pkg') : Promise.resolve(undefined),
+    state.ports.jenkins ? one('jenkins') : Promise.resolve(undefined),
+  ])
   // On a bare sandbox the Trivy service is what `labctl trivy install` adds: not needed for "up".
   const required = components.filter((c) => !(state.bare && c.name === 'trivy'))
   return {
-    up: required.every((c) => c.healthy) && (packageServer?.healthy ?? true),
+    up: required.every((c) => c.healthy) && (packageServer?.healthy ?? true) && (jenkins?.healthy ?? true),
     dir,
     ...(state.bare ? { bare: true } : {}),
     inventory: state.inventoryPath,
     components,
     ...(packageServer ? { packageServer } : {}),
+    ...(jenkins ? { jenkins } : {}),
     registry: endpoint(state, 'registry'),
     image: `${endpoint(state, 'registry')}/${state.image}`,
     ...(state.net ? { network: networkStatus(state) } : {}),
@@ -197,6 +204,12 @@ backend be_no_site
 async function startComponent(name: ServiceName, state: SandboxState, p: SandboxPaths, tools: Tools, opts: { pkgMode?: 'die-midway' } = {}): Promise<number> {
   const log = join(p.logs, `${name}.log`)
   switch (name) {
+    case 'jenkins':
+      // The stand-in reads its seed (its API user and the credential holding the sandbox token) from a 0600 file.
+      return spawnDaemon(...onNode(state, 'jenkins', process.execPath, [join(projectRoot(), 'test', 'standins', 'jenkins-node.mjs'), componentAddr(state, 'jenkins'), String(state.ports.jenkins), p.jenkinsSeed]), {
+        log,
+        cwd: projectRoot(),
+      })
     case 'pkg':
       return spawnDaemon(...onNode(state, 'registry', process.execPath, ['-e', PKG_SERVER, packageRoot(), String(state.ports.pkg), opts.pkgMode ?? 'normal', componentAddr(state, 'pkg')]), { log })
     case 'registry':
@@ -282,6 +295,20 @@ export async function writeServerCert(p: SandboxPaths, opts: CertOptions): Promi
   writePrivateFile(p.publicPem, `${cert.certPem}${cert.keyPem}`)
 }
 
+/** The sandbox Jenkins: labctl's API user and the credential the pipelines read the token from. */
+export const JENKINS_USER = 'labctl'
+export const JENKINS_CREDENTIAL = 'trivy-server-token'
+
+/** Seeds the Jenkins stand-in: labctl's API user (token in a 0600 file) and the credential holding the sandbox token. */
+function writeJenkinsSeed(p: SandboxPaths): void {
+  if (!existsSync(p.jenkinsToken)) writePrivateFile(p.jenkinsToken, `${randomBytes(24).toString('hex')}\n`)
+  const seed = {
+    users: [{ name: JENKINS_USER, apiToken: readFileSync(p.jenkinsToken, 'utf8').trim() }],
+    credentials: [{ store: 'system', id: JENKINS_CREDENTIAL, secret: readFileSync(p.token, 'utf8').trim(), description: 'Trivy server token (labctl sandbox)' }],
+  }
+  writePrivateFile(p.jenkinsSeed, `${JSON.stringify(seed)}\n`)
+}
+
 /** Who may reach the listener directly in the lab network, besides the edge. */
 export function firewallAllowlist(state: SandboxState): string[] {
   return state.net ? [state.net.workstation, nodeAddr(state, 'agent')] : []
@@ -327,6 +354,9 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
         },
       ],
     },
+    ...(state.ports.jenkins
+      ? { jenkins: { url: `http://${endpoint(state, 'jenkins')}`, credentialId: JENKINS_CREDENTIAL, store: 'system', user: JENKINS_USER, apiTokenFile: p.jenkinsToken } }
+      : {}),
     secrets: { dir: p.secrets },
     thresholds: { dbFreshnessHours: 48, diskWarnPercent: 80, diskCritPercent: 90, certWarnDays: 21, certCritDays: 7 },
   }
@@ -439,6 +469,11 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
         await restartComponent('pkg', state, tools)
       }
     }
+    if (state.ports.jenkins) {
+      progress(`jenkins: the credentials-plugin stand-in on ${endpoint(state, 'jenkins')}, seeded with the sandbox token`)
+      writeJenkinsSeed(p)
+      await restartComponent('jenkins', state, tools)
+    }
     progress('registry: publishing the DB as an OCI artifact (the offline DB mirror)')
     const mirrorDb = join(p.dir, 'db-mirror')
     const fixturesDir = join(projectRoot(), 'test', 'fixtures', 'db')
@@ -468,7 +503,7 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
     writeFileSync(state.inventoryPath, `# generated by \`labctl sandbox up\`; removed by \`labctl sandbox down\`\n${stringify(sandboxInventory(state, p))}`)
   } catch (err) {
     // Stop what started but keep the logs for the operator; the next `up` or `down` cleans up.
-    for (const name of [...COMPONENTS, 'pkg'] as ServiceName[]) await stopComponent(name, state).catch(() => {})
+    for (const name of [...COMPONENTS, 'pkg', 'jenkins'] as ServiceName[]) await stopComponent(name, state).catch(() => {})
     if (err instanceof LabctlError) throw err
     const e = err as { shortMessage?: string; stderr?: string }
     throw new LabctlError(`sandbox up failed: ${oneLine(e.shortMessage ?? errorMessage(err))}${e.stderr ? `: ${oneLine(e.stderr)}` : ''}`, {
@@ -491,6 +526,10 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
     }
   }
   if (state?.pids.pkg) await stopProcess(state.pids.pkg)
+  if (state?.pids.jenkins && isAlive(state.pids.jenkins)) {
+    await stopProcess(state.pids.jenkins)
+    stopped.push('jenkins')
+  }
   if (state) {
     // Stop the edge first, the data last, so nothing serves half a lab.
     for (const name of [...COMPONENTS].reverse()) {
@@ -516,6 +555,8 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
       if (isAlive(pid)) leftover.push(`${name} pid ${pid}`)
       else if (probe && state.ports[name] && (await portOpen(state.ports[name], componentAddr(state, name)))) leftover.push(`${name} port ${endpoint(state, name)}`)
     }
+    if (isAlive(state.pids.jenkins)) leftover.push(`jenkins pid ${state.pids.jenkins}`)
+    else if (probe && state.ports.jenkins && (await portOpen(state.ports.jenkins, componentAddr(state, 'jenkins')))) leftover.push(`jenkins port ${endpoint(state, 'jenkins')}`)
     if (isAlive(state.pids.pkg)) leftover.push(`pkg pid ${state.pids.pkg}`)
     else if (probe && state.ports.pkg && (await portOpen(state.ports.pkg, componentAddr(state, 'pkg')))) leftover.push(`pkg port ${endpoint(state, 'pkg')}`)
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })

@@ -36,13 +36,13 @@ export const COMPONENTS: ComponentName[] = ['registry', 'dns', 'host', 'trivy', 
  * server of the trivy .deb that `labctl trivy install` downloads from). The package source is reported
  * apart from the components (SandboxStatus.packageServer).
  */
-export type ServiceName = ComponentName | 'pkg'
+export type ServiceName = ComponentName | 'pkg' | 'jenkins'
 
 export type SandboxState = {
   version: 1
   dir: string
   startedAt: string
-  ports: Record<ComponentName, number> & Partial<Record<'pkg', number>>
+  ports: Record<ComponentName, number> & Partial<Record<'pkg' | 'jenkins', number>>
   pids: Partial<Record<ServiceName, number>>
   /** Started with `--bare`: the scanner host has no trivy until `labctl trivy install` puts it there. */
   bare?: boolean
@@ -82,6 +82,9 @@ export function sandboxPaths(dir: string) {
     image: join(dir, 'image-oci'),
     secrets: join(dir, 'secrets', 'trivy-vm'),
     token: join(dir, 'secrets', 'trivy-vm', 'token'),
+    /** The Jenkins stand-in's API token for labctl (jenkins.apiTokenFile), and its seed (users, credentials). */
+    jenkinsToken: join(dir, 'secrets', 'jenkins-api-token'),
+    jenkinsSeed: join(dir, 'secrets', 'jenkins-seed.json'),
   }
 }
 export type SandboxPaths = ReturnType<typeof sandboxPaths>

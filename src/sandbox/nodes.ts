@@ -11,10 +11,11 @@ export const COMPONENT_NODE: Record<ServiceName, NodeName> = {
   host: 'trivy-0',
   trivy: 'trivy-0',
   haproxy: 'edge',
+  jenkins: 'jenkins',
 }
 
 /** In the lab network every part has a machine of its own, so each listens on its usual port. */
-export const NET_PORTS = { registry: 5000, pkg: 8080, dns: 53, host: 22, trivy: 4954, haproxy: 443 } as const
+export const NET_PORTS = { registry: 5000, pkg: 8080, dns: 53, host: 22, trivy: 4954, haproxy: 443, jenkins: 8080 } as const
 
 /** The address a node answers on: its lab address, or 127.0.0.1 in the loopback sandbox. */
 export function nodeAddr(state: Pick<SandboxState, 'net'>, node: NodeName): string {

@@ -1,12 +1,13 @@
 // A private `sandbox up --net`: every part on its own machine (network namespace) of one lab /24, the
 // scanner host's listener behind labctl's own nftables rules, and `down` leaving the machine as it was.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { parse } from 'yaml'
 import type { SandboxStatus } from '../../src/sandbox/index.js'
 import { trivyBinary } from '../../src/sandbox/prereqs.js'
+import { httpRequest } from '../../src/net/http.js'
 import { labctl, parseJson } from '../helpers.js'
 import { machine, probe } from './netlab-helpers.js'
 
@@ -88,6 +89,22 @@ describe('sandbox up --net (the lab as a network)', () => {
     })
     expect(img.exitCode, img.stdout.slice(0, 2000)).toBe(0)
     expect(parseJson<{ checks: Array<{ detail: string }> }>(img.stdout).checks[0]!.detail).toMatch(/gate CRITICAL clean/)
+
+    // Jenkins on its node: the stand-in holds the sandbox token in the credential the inventory names, and
+    // labctl's API token is in a 0600 file.
+    const jk = (parse(readFileSync(s.inventory!, 'utf8')) as { jenkins: { url: string; user: string; apiTokenFile: string; credentialId: string; store: string } }).jenkins
+    expect(jk).toMatchObject({ url: `http://${addr.jenkins}:8080`, user: 'labctl', credentialId: 'trivy-server-token', store: 'system' })
+    expect(statSync(jk.apiTokenFile).mode & 0o777).toBe(0o600)
+    expect(s.jenkins).toMatchObject({ name: 'jenkins', node: 'jenkins', address: addr.jenkins, healthy: true })
+    const apiToken = readFileSync(jk.apiTokenFile, 'utf8').trim()
+    const auth = `Basic ${Buffer.from(`labctl:${apiToken}`).toString('base64')}`
+    const list = await httpRequest(`${jk.url}/credentials/store/system/domain/_/api/json?tree=credentials%5Bid%5D`, { headers: { authorization: auth }, timeoutMs: 5000 })
+    expect(list.status).toBe(200)
+    expect(JSON.parse(list.body)).toMatchObject({ credentials: [{ id: 'trivy-server-token' }] })
+    const anon = await httpRequest(`${jk.url}/credentials/store/system/domain/_/api/json`, { timeoutMs: 5000 })
+    expect(anon.status).toBe(403)
+    const cfg = await labctl(['--lab', 'sandbox', 'config', 'validate', '--json'], { env })
+    expect(cfg.exitCode, cfg.stdout + cfg.stderr).toBe(0)
 
     const t1 = Date.now()
     const down = await labctl(['sandbox', 'down', '--json'], { env, timeoutMs: 120_000 })
