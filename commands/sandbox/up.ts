@@ -35,6 +35,8 @@ them it stops at once with exit 1 and changes nothing. \`labctl sandbox exec NOD
     renderStatus(this, result)
     const pkg = result.packageServer
     if (pkg) this.log(`  package source ${pkg.healthy ? 'up' : 'DOWN'}: ${pkg.detail}${pkg.pid ? ` (pid ${pkg.pid})` : ''}`)
+    const jk = result.jenkins
+    if (jk) this.log(`  jenkins ${jk.healthy ? 'up' : 'DOWN'}: ${jk.detail}${jk.pid ? ` (pid ${jk.pid})` : ''}`)
     if (result.bare) this.log('  next: `labctl trivy install --lab sandbox` (the host has no trivy yet)')
     return result
   }

@@ -8,6 +8,7 @@ import { parse } from 'yaml'
 import type { SandboxStatus } from '../../src/sandbox/index.js'
 import { trivyBinary } from '../../src/sandbox/prereqs.js'
 import { httpRequest } from '../../src/net/http.js'
+import { fingerprint } from '../../src/trivy/token.js'
 import { labctl, parseJson } from '../helpers.js'
 import { machine, probe } from './netlab-helpers.js'
 
@@ -45,6 +46,14 @@ describe('sandbox up --net (the lab as a network)', () => {
     expect(inv.dns.servers).toEqual([`${addr.dns}:53`])
     expect(inv.trivy.hosts[0]).toMatchObject({ address: addr['trivy-0'], listen: `${addr['trivy-0']}:4954` })
     expect(inv.trivy.allowlist).toEqual([net.workstation, addr.agent])
+
+    // Idempotent: a second `up --net` changes nothing; the loopback sandbox cannot be asked for while it is up.
+    const again = await labctl(['sandbox', 'up', '--net', '--json'], { env, timeoutMs: 60_000 })
+    expect(again.exitCode, again.stderr).toBe(0)
+    expect(parseJson(again.stdout)).toMatchObject({ changed: false, up: true, network: { subnet: net.subnet } })
+    const other = await labctl(['sandbox', 'up'], { env, timeoutMs: 60_000 })
+    expect(other.exitCode).toBe(1)
+    expect(other.stderr).toMatch(/already up as a lab network/)
 
     // `status` draws the nodes with their addresses.
     const st = await labctl(['sandbox', 'status'], { env })
@@ -105,6 +114,22 @@ describe('sandbox up --net (the lab as a network)', () => {
     expect(anon.status).toBe(403)
     const cfg = await labctl(['--lab', 'sandbox', 'config', 'validate', '--json'], { env })
     expect(cfg.exitCode, cfg.stdout + cfg.stderr).toBe(0)
+
+    // rotate-token updates all three places: the server, Jenkins' credential and the secrets dir.
+    const tokenFile = join(env.LABCTL_SANDBOX_DIR, 'secrets', 'trivy-vm', 'token')
+    const before1 = fingerprint(readFileSync(tokenFile, 'utf8').trim())
+    const jlog = join(env.LABCTL_SANDBOX_DIR, 'logs', 'jenkins.log')
+    expect(readFileSync(jlog, 'utf8')).toContain(`credential system/trivy-server-token holds ${before1}`)
+    const rot = await labctl(['--lab', 'sandbox', 'trivy', 'rotate-token', '--yes', '--json'], { env, timeoutMs: 120_000 })
+    expect(rot.exitCode, rot.stdout.slice(0, 2000) + rot.stderr).toBe(0)
+    const journal = parseJson<{ journal: { newFingerprint: string; steps: Array<{ step: string; status: string }> } }>(rot.stdout).journal
+    expect(journal.steps.map((x) => [x.step, x.status])).toEqual([['stage', 'done'], ['server', 'done'], ['jenkins', 'done'], ['promote', 'done']])
+    const after1 = fingerprint(readFileSync(tokenFile, 'utf8').trim())
+    expect(after1).toBe(journal.newFingerprint)
+    expect(after1).not.toBe(before1)
+    await expect.poll(() => readFileSync(jlog, 'utf8'), { timeout: 5000 }).toContain(`credential system/trivy-server-token holds ${after1}`)
+    const v2 = await labctl(['--lab', 'sandbox', 'trivy', 'validate', '--json', '--only', 'auth,scan'], { env, timeoutMs: 120_000 })
+    expect(v2.exitCode, v2.stdout.slice(0, 2000)).toBe(0)
 
     const t1 = Date.now()
     const down = await labctl(['sandbox', 'down', '--json'], { env, timeoutMs: 120_000 })
