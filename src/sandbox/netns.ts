@@ -134,7 +134,17 @@ function candidates(start: number): string[] {
  */
 export async function netUp(opts: { id?: string } = {}): Promise<NetState> {
   requireNetCapable()
-  const id = opts.id ?? randomBytes(3).toString('hex')
+  // The switch namespace is created first and is the lab's claim on its id: an id already in use (another
+  // lab's) is never touched, a fresh one is tried instead (bounded).
+  let id = opts.id ?? randomBytes(3).toString('hex')
+  for (let attempt = 0; ; attempt++) {
+    const r = await ip(['netns', 'add', netNames(id).switchNs])
+    if (r.ok) break
+    if (opts.id || attempt >= 4 || !/exists/i.test(r.err)) {
+      throw new LabctlError(`sandbox network: cannot create namespace ${netNames(id).switchNs}: ${oneLine(r.err, 200)}`, { code: 'SANDBOX_NET', suggestion: 'check `ip netns list`; `labctl sandbox down` removes a lab it made' })
+    }
+    id = randomBytes(3).toString('hex')
+  }
   try {
     return await makeNet(id)
   } catch (err) {
@@ -146,8 +156,7 @@ export async function netUp(opts: { id?: string } = {}): Promise<NetState> {
 
 async function makeNet(id: string): Promise<NetState> {
   const n = netNames(id)
-  // 1. The switch: a namespace with a bridge; the workstation's veth has its peer there.
-  await must(['netns', 'add', n.switchNs])
+  // 1. The switch (its namespace is already made): a bridge; the workstation's veth has its peer there.
   await must(['link', 'add', n.bridge, 'type', 'bridge'], { ns: n.switchNs })
   await nsSysctl(n.switchNs, 'net.ipv6.conf.all.disable_ipv6', '1')
   await must(['link', 'set', n.bridge, 'up'], { ns: n.switchNs })

@@ -70,6 +70,10 @@ describe('sandbox lab network (namespaces)', () => {
     expect(agentRoutes.map((r) => r.split(' ')[0])).toEqual([a.subnet])
     expect(await probe(a.nodes.agent.ns, '192.0.2.1', 80)).toBe('unreachable')
 
+    // An id already in use is refused and the lab holding it is left alone (the probes below still pass).
+    await expect(netUp({ id: a.id })).rejects.toThrow(/cannot create namespace lab-[0-9a-f]{6}-sw/)
+    expect((await machine()).netns).toEqual(during.netns)
+
     // Reachability: the workstation and another node reach a listener on the edge; the other lab does not.
     const stop = await listen(a.nodes.edge.ns, a.nodes.edge.address, 7443)
     onTestFinished(stop)
