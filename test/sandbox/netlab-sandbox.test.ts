@@ -140,4 +140,34 @@ describe('sandbox up --net (the lab as a network)', () => {
     expect(await machine()).toEqual(before)
     process.stderr.write(`[netlab] sandbox up --net in ${upMs} ms, down in ${downMs} ms\n`)
   })
+
+  it('`trivy install` on a bare lab-network host applies its firewall for real: the outsider times out, a rerun plans no change', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'labctl-netfw-'))
+    const env = { XDG_CONFIG_HOME: join(root, 'config'), LABCTL_SANDBOX_DIR: join(root, 'sb'), LABCTL_LAB: 'sandbox' }
+    onTestFinished(async () => {
+      await labctl(['sandbox', 'down'], { env, timeoutMs: 120_000 })
+      rmSync(root, { recursive: true, force: true })
+    })
+    const up = await labctl(['sandbox', 'up', '--net', '--bare', '--json'], { env, timeoutMs: 240_000 })
+    expect(up.exitCode, up.stderr).toBe(0)
+    const net = parseJson<SandboxStatus>(up.stdout).network!
+    const ns = (n: string): string => net.nodes.find((x) => x.name === n)!.namespace
+    const t = net.nodes.find((x) => x.name === 'trivy-0')!.address
+    // A bare host has no rule yet; its namespace is its own, so install does not stop at "plan only".
+    const nft = await labctl(['sandbox', 'exec', 'trivy-0', '--', 'nft', 'list', 'ruleset'], { env })
+    expect(nft.exitCode, nft.stderr).toBe(0)
+    expect(nft.stdout).not.toContain('labctl_trivy')
+    type Plan = { hosts: Array<{ plan: Array<{ id: string; action: string }>; applied: Array<{ id: string }>; validate?: { ok: boolean } }> }
+    const run = await labctl(['trivy', 'install', '--yes', '--json'], { env, timeoutMs: 240_000 })
+    expect(run.exitCode, run.stdout.slice(0, 3000) + run.stderr).toBe(0)
+    const h = parseJson<Plan>(run.stdout).hosts[0]!
+    expect(h.applied.map((x) => x.id)).toContain('firewall')
+    expect(h.validate?.ok).toBe(true)
+    expect(await probe(ns('agent'), t, 4954)).toBe('open')
+    expect(await probe(ns('edge'), t, 4954)).toBe('open')
+    expect(await probe(ns('outsider'), t, 4954)).toBe('timeout')
+    const again = await labctl(['trivy', 'install', '--dry-run', '--json'], { env, timeoutMs: 120_000 })
+    expect(again.exitCode, again.stderr).toBe(0)
+    expect(parseJson<Plan>(again.stdout).hosts[0]!.plan.find((x) => x.id === 'firewall')!.action).toBe('none')
+  })
 })
