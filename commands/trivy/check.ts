@@ -1,11 +1,11 @@
 import { renameSync, writeFileSync } from 'node:fs'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/remote.js'
 import { summarize } from '../../src/trivy/validate.js'
-import { checkLine } from './validate.js'
+import { checkLine } from '../_render.js'
 import type { CheckResult } from '../../src/checks/types.js'
 
 export type CheckCommandResult = { lab: string; ok: boolean; summary: ReturnType<typeof summarize>; checks: CheckResult[]; hosts: HostCheck[] }

@@ -1,16 +1,12 @@
 import { writeFileSync } from 'node:fs'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
+import { hostFlag } from '../_flags.js'
+import { checkLine } from '../_render.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { CHECK_NAMES, runValidate, type CheckName, type ValidateResult } from '../../src/trivy/validate.js'
 import type { CheckResult, CheckSpec } from '../../src/checks/types.js'
-
-const MARK: Record<CheckResult['status'], string> = { pass: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' }
-
-export function checkLine(r: CheckResult): string {
-  return `${MARK[r.status]}  ${r.name.padEnd(40)} ${r.detail}${r.status !== 'pass' && r.fix ? `\n      next: ${r.fix}` : ''}`
-}
 
 const checkList = (v: string[] | undefined): CheckName[] | undefined => {
   if (!v) return undefined
@@ -44,7 +40,7 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
   ]
 
   static override flags = {
-    host: Flags.string({ summary: 'Only this scanner host (name or FQDN); default all.', env: 'LABCTL_HOST' }),
+    host: hostFlag(),
     only: Flags.string({ summary: `Run only these checks (comma-separated: ${CHECK_NAMES.join(', ')}).`, multiple: true }),
     skip: Flags.string({ summary: 'Skip these checks (comma-separated).', multiple: true }),
     'token-file': Flags.string({ summary: 'Read the token from this file, or "-" for stdin.', env: 'LABCTL_TOKEN_FILE' }),
