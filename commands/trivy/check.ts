@@ -29,7 +29,7 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
   async run(): Promise<CheckCommandResult> {
     const { flags } = await this.parse(TrivyCheck)
     const loaded = this.loadInventory(flags)
-    await this.useSsh(flags)
+    await this.openRemote(flags)
     const hosts = await Promise.all(
       selectHosts(loaded.inventory, flags.host).map((h) => hostCheck(loaded, h, { since: flags.since, timeoutMs: flags.timeout })),
     )

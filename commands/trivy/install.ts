@@ -90,7 +90,7 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
       return { lab: inv.name, dryRun: false, hosts: [], rendered, ok: true }
     }
 
-    await this.useSsh(flags)
+    await this.openRemote(flags)
     const results: HostInstallResult[] = []
     const dryRun = flags['dry-run']
     for (const host of hosts) {
@@ -104,14 +104,8 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
         onPlan: (_h, lines) => {
           if (!this.jsonEnabled()) for (const l of lines) this.log(l)
         },
-        confirm: async (h) => {
-          if (flags.yes) return true
-          if (!this.canPrompt(flags)) {
-            throw new UsageError(`trivy install changes ${h.name}: confirmation needed`, { suggestion: 'review the plan (--dry-run), then rerun with --yes, or from a terminal to answer the prompt' })
-          }
-          const { confirm } = await import('@inquirer/prompts')
-          return confirm({ message: `Apply this plan to ${h.name}?`, default: false })
-        },
+        confirm: (h) =>
+          this.confirm(flags, `Apply this plan to ${h.name}?`, `trivy install changes ${h.name}`, 'review the plan (--dry-run), then rerun with --yes, or from a terminal to answer the prompt'),
         signal: this.abort.signal,
       })
       results.push(r)

@@ -2,7 +2,6 @@ import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
-import { UsageError } from '../../src/errors.js'
 import { resetDb, resetPlan, type ResetDbResult } from '../../src/trivy/reset-db.js'
 
 export type ResetDbCommandResult = { dryRun: boolean; plan: Record<string, string[]>; results: ResetDbResult[] }
@@ -37,17 +36,10 @@ downtime. Asks for the host name to be typed back unless --yes. Safe to re-run.`
     }
     if (flags['dry-run']) return { dryRun: true, plan, results: [] }
     const results: ResetDbResult[] = []
-    await this.useSsh(flags)
+    await this.openRemote(flags)
     // One host at a time: a fleet behind HAProxy keeps serving while each host is reset.
     for (const h of hosts) {
-      if (!flags.yes) {
-        if (!this.canPrompt(flags)) {
-          throw new UsageError(`reset-db stops ${h.name} and replaces its DB: confirmation needed`, { suggestion: 'rerun with --yes, or from a terminal to type the host name back' })
-        }
-        const { input } = await import('@inquirer/prompts')
-        const typed = await input({ message: `Type the host name (${h.name}) to reset its DB:` })
-        if (typed.trim() !== h.name) throw new UsageError(`"${typed}" is not ${h.name}: nothing was changed`, { suggestion: 'rerun and type the host name exactly' })
-      }
+      await this.typeBack(flags, h.name, `Type the host name (${h.name}) to reset its DB:`, `reset-db stops ${h.name} and replaces its DB`, 'rerun with --yes, or from a terminal to type the host name back')
       const r = await resetDb(loaded, h, opts, (m) => this.note(`• ${m}`), this.abort.signal)
       for (const s of r.steps) this.log(`ok    ${h.name} ${s.step.padEnd(20)} ${s.detail} (${s.durationMs} ms)`)
       this.log(`${h.name}: DB reset, downtime ${(r.downtimeMs / 1000).toFixed(1)} s${r.movedTo ? `, old DB kept at ${r.movedTo}` : ''}`)

@@ -60,7 +60,7 @@ stops for --resume with --no-rollback. The journal (rotation.json) holds fingerp
     }
     plan.forEach((p, i) => this.note(`${i + 1}. ${p}`))
     await this.confirmOrStop(flags, 'Rotate the token now?', 'rotating the token changes the servers and Jenkins')
-    await this.useSsh(flags)
+    await this.openRemote(flags)
     const opts = {
       loaded,
       hosts,

@@ -17,7 +17,7 @@ export default class TrivyStatus extends LabctlCommand<StatusResult> {
   async run(): Promise<StatusResult> {
     const { flags } = await this.parse(TrivyStatus)
     const loaded = this.loadInventory(flags)
-    await this.useSsh(flags)
+    await this.openRemote(flags)
     const hosts = await Promise.all(selectHosts(loaded.inventory, flags.host).map((h) => hostStatus(loaded, h, { timeoutMs: flags.timeout })))
     for (const h of hosts) {
       const u = h.unit
