@@ -56,6 +56,9 @@ export async function openConnection(r: ResolvedTarget, opts: ConnectOptions, ju
   const known = lookupKnownHosts(r.knownHostsFiles, r.hostKeyNames).filter((e) => e.marker === undefined)
   const client = new Client()
   const conn: Conn = { client, target: r, closed: false, active: 0, waiting: [] }
+  client.once('handshake', (n: { kex: string; serverHostKey: string; cs: { cipher: string; mac: string } }) => {
+    opts.log?.(`ssh: ${r.label}: kex ${n.kex}, host key ${n.serverHostKey}, cipher ${n.cs.cipher}${n.cs.mac ? `, mac ${n.cs.mac}` : ''}`)
+  })
   client.on('close', () => {
     conn.closed = true
     onClose?.(conn)
