@@ -1,10 +1,11 @@
 // What `labctl trivy install` wants on a scanner host, as text: the package source, the env file, the
 // systemd unit, the firewall rules and the HAProxy route. Pure functions, shared by the SSH install, the
 // cloud-init renderer and the tests.
-import { createHash } from 'node:crypto'
 import { isIP } from 'node:net'
 import { UsageError } from '../errors.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
+import { QUIET_TRIVY_ENV, quietTrivyPairs } from './quiet.js'
+import { fingerprint } from './token.js'
 
 /** Aqua's release asset, per version; {arch} is the release's name for the host's architecture. */
 export const DEFAULT_PACKAGE_URL = 'https://github.com/aquasecurity/trivy/releases/download/v{version}/trivy_{version}_Linux-{arch}.deb'
@@ -83,10 +84,8 @@ export const MANAGED_ENV_KEYS = [
   'TRIVY_CACHE_DIR',
   'TRIVY_CACHE_BACKEND',
   'TRIVY_DB_REPOSITORY',
-  'TRIVY_SKIP_VERSION_CHECK',
-  'TRIVY_DISABLE_TELEMETRY',
-  'TRIVY_NO_PROGRESS',
-] as const
+  ...Object.keys(QUIET_TRIVY_ENV),
+] as readonly string[]
 
 /** The managed settings in file order. The server reads them as its flags (TRIVY_LISTEN = --listen, …). */
 export function desiredEnv(inv: Inventory, host: ScannerHost, token: string): Array<[string, string]> {
@@ -98,10 +97,8 @@ export function desiredEnv(inv: Inventory, host: ScannerHost, token: string): Ar
     ['TRIVY_CACHE_DIR', t.cacheDir],
     ['TRIVY_CACHE_BACKEND', t.cacheBackend],
     ...(t.dbRepositories.length ? ([['TRIVY_DB_REPOSITORY', t.dbRepositories.join(',')]] as Array<[string, string]>) : []),
-    // Never phone home: no version check, no telemetry.
-    ['TRIVY_SKIP_VERSION_CHECK', 'true'],
-    ['TRIVY_DISABLE_TELEMETRY', 'true'],
-    ['TRIVY_NO_PROGRESS', 'true'],
+    // Never phone home: no version check, no telemetry (the one quiet-trivy list).
+    ...quietTrivyPairs(),
   ]
   for (const [k, v] of env) {
     // systemd's EnvironmentFile= would need quoting for these; the inventory never needs them.
@@ -141,7 +138,6 @@ export function unmanagedKeys(text: string | undefined): string[] {
   return (text ?? '').split('\n').map((l) => KEY_RE.exec(l)?.[1]).filter((k): k is string => Boolean(k) && !managed.has(k!))
 }
 
-export const fingerprint = (secret: string): string => `sha256:${createHash('sha256').update(secret).digest('hex').slice(0, 12)}`
 
 /** An env file safe to show: secrets replaced by their fingerprint, passwords in URLs masked. */
 export function maskEnv(text: string): string {
