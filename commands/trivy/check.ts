@@ -29,9 +29,9 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
   async run(): Promise<CheckCommandResult> {
     const { flags } = await this.parse(TrivyCheck)
     const loaded = this.loadInventory(flags)
-    await this.openRemote(flags)
+    const remote = await this.openRemote(flags)
     const hosts = await Promise.all(
-      selectHosts(loaded.inventory, flags.host).map((h) => hostCheck(loaded, h, { since: flags.since, timeoutMs: flags.timeout })),
+      selectHosts(loaded.inventory, flags.host).map((host) => hostCheck({ loaded, host, remote, since: flags.since, timeoutMs: flags.timeout })),
     )
     const checks = hosts.flatMap((h) => h.checks)
     const summary = summarize(checks)

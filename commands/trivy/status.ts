@@ -17,8 +17,8 @@ export default class TrivyStatus extends LabctlCommand<StatusResult> {
   async run(): Promise<StatusResult> {
     const { flags } = await this.parse(TrivyStatus)
     const loaded = this.loadInventory(flags)
-    await this.openRemote(flags)
-    const hosts = await Promise.all(selectHosts(loaded.inventory, flags.host).map((h) => hostStatus(loaded, h, { timeoutMs: flags.timeout })))
+    const remote = await this.openRemote(flags)
+    const hosts = await Promise.all(selectHosts(loaded.inventory, flags.host).map((host) => hostStatus({ loaded, host, remote, timeoutMs: flags.timeout })))
     for (const h of hosts) {
       const u = h.unit
       this.log(`${h.ok ? 'ok  ' : 'FAIL'}  ${h.host}`)

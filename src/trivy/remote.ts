@@ -1,11 +1,11 @@
-// Day-2 operations on the scanner hosts over SSH: status, check, logs, exec. One SSH connection per
-// host per labctl run (the pool), every remote command built from an argv, privileged steps via sudo -n.
+// Day-2 operations on the scanner hosts over SSH: status and check. Each takes the run's SSH session
+// (`remote`): one connection per host per run, one command per host, privileged steps via sudo -n.
 import semver from 'semver'
 import { z } from 'zod'
 import type { ScannerHost } from '../inventory/schema.js'
 import type { LoadedInventory } from '../inventory/load.js'
 import { describeNetError } from '../net/http.js'
-import { run, type RunOptions } from '../ssh/index.js'
+import type { Remote, RunOptions } from '../ssh/index.js'
 import { fail, pass, skip, warn, type CheckResult } from '../checks/types.js'
 import { getVersion } from './api.js'
 import { hostBase, trivyAgent } from './endpoint.js'
@@ -120,9 +120,20 @@ export function sections(text: string): Record<string, string> {
   return out
 }
 
-export async function hostStatus(loaded: LoadedInventory, host: ScannerHost, opts: { timeoutMs: number }): Promise<HostStatus> {
+/** What hostStatus and hostCheck read: one host of the inventory, over the run's SSH session. */
+export type HostOpOptions = {
+  loaded: LoadedInventory
+  host: ScannerHost
+  /** The run's SSH session. */
+  remote: Remote
+  /** Timeout of the remote command (and of the HTTP calls) in ms. */
+  timeoutMs: number
+}
+
+export async function hostStatus(opts: HostOpOptions): Promise<HostStatus> {
+  const { loaded, host } = opts
   const inv = loaded.inventory
-  const remote = run(host, ['sh', '-c', STATUS_SCRIPT, 'labctl-status', inv.trivy.serviceName], { sudo: true, timeoutMs: opts.timeoutMs, check: true })
+  const remote = opts.remote.run(host, ['sh', '-c', STATUS_SCRIPT, 'labctl-status', inv.trivy.serviceName], { sudo: true, timeoutMs: opts.timeoutMs, check: true })
   const base = hostBase(inv, host)
   const agent = trivyAgent(loaded, { connectTimeoutMs: opts.timeoutMs })
   const version = getVersion(base, { dispatcher: agent, timeoutMs: opts.timeoutMs })
@@ -199,11 +210,12 @@ export type HostCheck = {
 /** bbolt's meta page magic (0xED0CDAED, little endian) sits at byte 16 of the file. */
 const BOLT_MAGIC = 'edda0ced'
 
-export async function hostCheck(loaded: LoadedInventory, host: ScannerHost, opts: { since: string; timeoutMs: number }): Promise<HostCheck> {
+export async function hostCheck(opts: HostOpOptions & { since: string }): Promise<HostCheck> {
+  const { loaded, host } = opts
   const inv = loaded.inventory
   const t = inv.thresholds
   const started = performance.now()
-  const r = await run(host, ['sh', '-c', CHECK_SCRIPT, 'labctl-check', inv.trivy.cacheDir, inv.trivy.serviceName, opts.since], {
+  const r = await opts.remote.run(host, ['sh', '-c', CHECK_SCRIPT, 'labctl-check', inv.trivy.cacheDir, inv.trivy.serviceName, opts.since], {
     sudo: true,
     timeoutMs: opts.timeoutMs,
     check: true,
