@@ -571,18 +571,21 @@ ${verb ? `systemctl ${verb} "$svc"` : ''}`,
   return { ...base, dryRun: false, applied, validate, ok: validate.ok }
 }
 
+/** The ufw script: labctl's own rules out, then the allows before the deny (ufw matches in order); every word quoted. */
+export function ufwApplyScript(added: string, spec: FirewallSpec): string {
+  const ours = added.split('\n').filter((l) => l.includes("comment 'labctl-trivy'")).map((l) => l.trim().replace(/^ufw\s+/, ''))
+  return [
+    'set -e',
+    ...ours.map((r) => `ufw --force delete ${r.replace(/ comment '[^']*'$/, '')} >/dev/null`),
+    ...ufwRules(spec).map((r) => `ufw ${r.map(quoteArg).join(' ')} >/dev/null`),
+    'echo done',
+  ].join('\n')
+}
+
 async function applyFirewall(host: ScannerHost, st: HostState, spec: FirewallSpec, sh: (script: string, args: string[]) => Promise<string>): Promise<string> {
   if (st.firewallPlanOnly) return `planned only: ${st.firewallPlanOnly}`
   if (st.ufw) {
-    // Ours out, then allows before the deny (ufw matches in order).
-    const ours = st.ufw.added.split('\n').filter((l) => l.includes("comment 'labctl-trivy'")).map((l) => l.trim().replace(/^ufw\s+/, ''))
-    const script = [
-      'set -e',
-      ...ours.map((r) => `ufw --force delete ${r.replace(/ comment '[^']*'$/, '')} >/dev/null`),
-      ...ufwRules(spec).map((r) => `ufw ${r.map(quoteArg).join(' ')} >/dev/null`),
-      'echo done',
-    ].join('\n')
-    await sh(script, [])
+    await sh(ufwApplyScript(st.ufw.added, spec), [])
     return `ufw: port ${spec.port}/tcp allowed from ${spec.sources.join(', ')}, denied otherwise`
   }
   await sh('install -d -m 0755 "$(dirname "$1")"', [NFT_FILE])

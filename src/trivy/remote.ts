@@ -92,7 +92,7 @@ export function unitStateOf(show: Record<string, string>, sinceEpoch: string | u
   }
 }
 
-const STATUS_SCRIPT = `
+export const STATUS_SCRIPT = `
 svc=$1; shift
 show=$(systemctl show "$svc" -p ActiveState,SubState,MainPID,NRestarts,UnitFileState,ActiveEnterTimestamp --no-pager 2>/dev/null)
 printf '%s\n' "$show"
