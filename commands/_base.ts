@@ -54,8 +54,8 @@ export abstract class LabctlCommand<T> extends Command {
    * Closed in finally, whatever happens.
    */
   protected async openRemote(flags: { 'accept-new-host-key'?: boolean }): Promise<Remote> {
-    const ssh = await import('../src/ssh/index.js')
-    const remote = await ssh.configureSsh({ acceptNewHostKey: Boolean(flags['accept-new-host-key']) })
+    const { Remote } = await import('../src/ssh/remote.js')
+    const remote = new Remote({ acceptNewHostKey: Boolean(flags['accept-new-host-key']) })
     this.remotes.push(remote)
     return remote
   }

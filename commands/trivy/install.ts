@@ -90,12 +90,14 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
       return { lab: inv.name, dryRun: false, hosts: [], rendered, ok: true }
     }
 
-    await this.openRemote(flags)
+    const remote = await this.openRemote(flags)
     const results: HostInstallResult[] = []
     const dryRun = flags['dry-run']
     for (const host of hosts) {
-      const r = await installHost(host, {
+      const r = await installHost({
         loaded,
+        host,
+        remote,
         upgrade: flags.upgrade,
         dryRun,
         waitMs: flags.wait * 1000,

@@ -10,7 +10,7 @@ import { LabctlError, errorMessage, oneLine } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
-import { run, writeFile } from '../ssh/index.js'
+import type { Remote } from '../ssh/index.js'
 import { sections } from './remote.js'
 import { writePrivateFile } from '../private-file.js'
 import { edgeBase, trivyAgent } from './endpoint.js'
@@ -129,9 +129,11 @@ export function parseHostState(text: string): HostState {
   return state
 }
 
-export async function readHostState(inv: Inventory, host: ScannerHost, timeoutMs: number): Promise<HostState> {
+/** The host's current state in one SSH command (as root through sudo -n). */
+export async function readHostState(o: { inv: Inventory; host: ScannerHost; remote: Remote; timeoutMs: number }): Promise<HostState> {
+  const { inv, host, timeoutMs } = o
   const t = inv.trivy
-  const r = await run(host, ['sh', '-c', STATE_SCRIPT, 'labctl-install-state', t.serviceName, t.serviceUser, t.cacheDir, t.envFile, unitPath(inv), NFT_FILE], {
+  const r = await o.remote.run(host, ['sh', '-c', STATE_SCRIPT, 'labctl-install-state', t.serviceName, t.serviceUser, t.cacheDir, t.envFile, unitPath(inv), NFT_FILE], {
     sudo: true,
     timeoutMs,
     check: true,
@@ -405,6 +407,9 @@ export type AppliedStep = { id: ResourceId; detail: string; durationMs: number }
 
 export type InstallOptions = {
   loaded: LoadedInventory
+  host: ScannerHost
+  /** The run's SSH session. */
+  remote: Remote
   upgrade: boolean
   dryRun: boolean
   /** Seconds to wait for /healthz after a (re)start (the first start downloads the DB). */
@@ -415,7 +420,7 @@ export type InstallOptions = {
   confirm?: (host: ScannerHost, plan: Resource[]) => Promise<boolean>
   /** Plan lines as soon as they are known (before the confirmation). */
   onPlan?: (host: ScannerHost, lines: string[]) => void
-  signal?: AbortSignal
+  signal?: AbortSignal | undefined
 }
 
 export type HostInstallResult = {
@@ -431,11 +436,12 @@ export type HostInstallResult = {
 }
 
 /** Reads the host, plans, (after confirmation) applies, waits for health and runs validate's server checks. */
-export async function installHost(host: ScannerHost, o: InstallOptions): Promise<HostInstallResult> {
+export async function installHost(o: InstallOptions): Promise<HostInstallResult> {
+  const { host, remote } = o
   const inv = o.loaded.inventory
   const progress = o.progress ?? (() => {})
   progress(`${host.name}: reading the current state over SSH`)
-  const [st, fw] = await Promise.all([readHostState(inv, host, o.timeoutMs), firewallSources(inv, host)])
+  const [st, fw] = await Promise.all([readHostState({ inv, host, remote, timeoutMs: o.timeoutMs }), firewallSources(inv, host)])
   const token = planToken(o.loaded, hostEnvToken(st))
   const plan = computePlan({ inv, host, token, upgrade: o.upgrade, firewall: fw }, st)
   for (const r of plan) if (r.id === 'env-file') r.warnings = [...(r.warnings ?? []), ...token.warnings]
@@ -471,14 +477,14 @@ export async function installHost(host: ScannerHost, o: InstallOptions): Promise
     applied.push({ id, detail, durationMs: Math.round(performance.now() - started) })
   }
   const sh = async (script: string, args: string[], timeoutMs = o.timeoutMs): Promise<string> => {
-    const r = await run(host, ['sh', '-c', script, 'labctl-install', ...args], { sudo: true, timeoutMs, check: true, secrets: [token.token], ...(o.signal ? { signal: o.signal } : {}) })
+    const r = await remote.run(host, ['sh', '-c', script, 'labctl-install', ...args], { sudo: true, timeoutMs, check: true, secrets: [token.token], ...(o.signal ? { signal: o.signal } : {}) })
     return r.stdout.trim()
   }
   const res = (id: ResourceId): Resource => plan.find((r) => r.id === id)!
 
   if (isChange(res('package'))) {
     await step('package', async () => {
-      const r = await run(host, ['sh', '-c', PACKAGE_SCRIPT, 'labctl-install-package', packageSource(inv).template, t.version], {
+      const r = await remote.run(host, ['sh', '-c', PACKAGE_SCRIPT, 'labctl-install-package', packageSource(inv).template, t.version], {
         sudo: true,
         timeoutMs: Math.max(o.timeoutMs, 900_000),
         ...(o.signal ? { signal: o.signal } : {}),
@@ -530,7 +536,7 @@ echo "$d $u:$u 0750"`,
       }
       await sh('install -d -m 0755 "$1"', [posix.dirname(t.envFile)])
       const text = mergeEnv(st.env?.content, desiredEnv(inv, host, token.token), envHeader(inv))
-      await writeFile(host, t.envFile, text, { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false, timeoutMs: o.timeoutMs })
+      await remote.writeFile(host, t.envFile, text, { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false, timeoutMs: o.timeoutMs })
       return `${t.envFile} root:root 0600 (token ${fingerprint(token.token)})`
     })
   }
@@ -538,13 +544,13 @@ echo "$d $u:$u 0750"`,
     await step('unit', async () => {
       const file = unitPath(inv)
       await sh('install -d -m 0755 "$1"', [posix.dirname(file)])
-      await writeFile(host, file, renderUnit(inv), { mode: 0o644, owner: 'root', group: 'root', sudo: true, keepPrevious: false, timeoutMs: o.timeoutMs })
+      await remote.writeFile(host, file, renderUnit(inv), { mode: 0o644, owner: 'root', group: 'root', sudo: true, keepPrevious: false, timeoutMs: o.timeoutMs })
       await sh('systemctl daemon-reload', [])
       return `${file} written, daemon reloaded`
     })
   }
   const fwRes = res('firewall')
-  if (isChange(fwRes)) await step('firewall', () => applyFirewall(host, st, fw.spec, sh))
+  if (isChange(fwRes)) await step('firewall', () => applyFirewall(remote, host, st, fw.spec, sh))
   const svc = res('service')
   if (isChange(svc)) {
     await step('service', async () => {
@@ -582,14 +588,14 @@ export function ufwApplyScript(added: string, spec: FirewallSpec): string {
   ].join('\n')
 }
 
-async function applyFirewall(host: ScannerHost, st: HostState, spec: FirewallSpec, sh: (script: string, args: string[]) => Promise<string>): Promise<string> {
+async function applyFirewall(remote: Remote, host: ScannerHost, st: HostState, spec: FirewallSpec, sh: (script: string, args: string[]) => Promise<string>): Promise<string> {
   if (st.firewallPlanOnly) return `planned only: ${st.firewallPlanOnly}`
   if (st.ufw) {
     await sh(ufwApplyScript(st.ufw.added, spec), [])
     return `ufw: port ${spec.port}/tcp allowed from ${spec.sources.join(', ')}, denied otherwise`
   }
   await sh('install -d -m 0755 "$(dirname "$1")"', [NFT_FILE])
-  await writeFile(host, NFT_FILE, nftRuleset(spec), { mode: 0o644, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
+  await remote.writeFile(host, NFT_FILE, nftRuleset(spec), { mode: 0o644, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
   await sh('nft -f "$1"', [NFT_FILE])
   return `nftables: table inet ${NFT_TABLE} loaded from ${NFT_FILE}`
 }
@@ -610,7 +616,7 @@ done`
 async function waitHealthy(host: ScannerHost, inv: Inventory, o: InstallOptions): Promise<number> {
   const started = Date.now()
   const secs = Math.max(1, Math.round(o.waitMs / 1000))
-  const r = await run(host, ['sh', '-c', HEALTH_SCRIPT, 'labctl-health', listenProbe(host.listen), String(secs), inv.trivy.serviceName], {
+  const r = await o.remote.run(host, ['sh', '-c', HEALTH_SCRIPT, 'labctl-health', listenProbe(host.listen), String(secs), inv.trivy.serviceName], {
     sudo: true,
     timeoutMs: o.waitMs + 30_000,
     ...(o.signal ? { signal: o.signal } : {}),
