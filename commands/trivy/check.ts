@@ -4,11 +4,10 @@ import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/remote.js'
-import { summarize } from '../../src/trivy/validate.js'
 import { checkLine } from '../_render.js'
-import type { CheckResult } from '../../src/checks/types.js'
+import { summarize, type CheckResult, type CheckSummary } from '../../src/checks/types.js'
 
-export type CheckCommandResult = { lab: string; ok: boolean; summary: ReturnType<typeof summarize>; checks: CheckResult[]; hosts: HostCheck[] }
+export type CheckCommandResult = { lab: string; ok: boolean; summary: CheckSummary; checks: CheckResult[]; hosts: HostCheck[] }
 
 export default class TrivyCheck extends LabctlCommand<CheckCommandResult> {
   static override summary = 'Check disk, DB freshness, the DB file and the service journal on each scanner host.'

@@ -89,9 +89,13 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
     const specsReady = new Promise<CheckSpec[]>((r) => (resolveSpecs = r))
     const done = new Map<number, (r: CheckResult) => void>()
     const results = new Map<number, CheckResult>()
-    const run = runValidate(opts, resolveSpecs, (r, i) => {
-      results.set(i, r)
-      done.get(i)?.(r)
+    const run = runValidate({
+      ...opts,
+      onStart: resolveSpecs,
+      onResult: (r, i) => {
+        results.set(i, r)
+        done.get(i)?.(r)
+      },
     })
     const specs = await Promise.race([specsReady, run.then(() => [] as CheckSpec[])])
     const { Listr, ProcessOutput } = await import('listr2')
