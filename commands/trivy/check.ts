@@ -3,7 +3,7 @@ import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
-import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/remote.js'
+import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/check.js'
 import { checkLine } from '../_render.js'
 import { summarize, type CheckResult, type CheckSummary } from '../../src/checks/types.js'
 
