@@ -33,6 +33,34 @@ export type ConnectOptions = {
   log?: ((line: string) => void) | undefined
 }
 
+/** `^name$` for each algorithm name: ssh2 skips (instead of refusing) a RegExp that matches nothing it supports. */
+const exactly = (names: readonly string[]): RegExp[] => names.map((n) => new RegExp(`^${n.replace(/[.+]/g, '\\$&')}$`))
+
+/**
+ * The order labctl offers algorithms in: OpenSSH's own preference among what ssh2 implements, fastest first
+ * (the server picks the first of ours it supports). Key exchange curve25519-sha256 (OpenSSH's hybrid
+ * post-quantum kex is not in ssh2), AES-GCM (hardware AES; no separate MAC) then chacha20-poly1305. The
+ * host-key algorithms come from what known_hosts holds for the host (preferredHostKeyAlgorithms): one
+ * signature check, no second key exchange for a key type we could not verify anyway.
+ * ssh2 keeps its other defaults after these; a name this ssh2 lacks is skipped, never an error.
+ */
+export const PREFERRED_ALGORITHMS = {
+  kex: ['curve25519-sha256', 'curve25519-sha256@libssh.org', 'ecdh-sha2-nistp256'],
+  cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com'],
+  hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'],
+}
+
+function algorithms(hostKeyTypes: readonly string[]): Record<string, unknown> {
+  const ordered = (names: readonly string[]) => ({ remove: exactly(names), prepend: exactly(names) })
+  return {
+    kex: ordered(PREFERRED_ALGORITHMS.kex),
+    cipher: ordered(PREFERRED_ALGORITHMS.cipher),
+    hmac: ordered(PREFERRED_ALGORITHMS.hmac),
+    compress: ['none'],
+    serverHostKey: preferredHostKeyAlgorithms(hostKeyTypes),
+  }
+}
+
 export function lostError(c: Conn, what: string): LabctlError {
   return new LabctlError(`connection to ${c.target.label} was lost ${what}`, {
     code: 'SSH_CONNECTION_LOST',
@@ -131,7 +159,7 @@ export async function openConnection(r: ResolvedTarget, opts: ConnectOptions, ju
         keepaliveCountMax: opts.keepaliveCountMax ?? 4,
         hostVerifier,
         authHandler: authHandler as never,
-        algorithms: { serverHostKey: preferredHostKeyAlgorithms(known.map((e) => e.key.type)) as never },
+        algorithms: algorithms(known.map((e) => e.key.type)) as never,
       })
     } catch (err) {
       fail(err)
