@@ -111,7 +111,7 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
         signal: this.abort.signal,
       })
       results.push(r)
-      if (r.cancelled) throw new LabctlError(`${host.name}: not confirmed; nothing was changed`, { code: 'CANCELLED' })
+      if (r.cancelled) throw new LabctlError(`${host.name}: not confirmed; nothing was changed`, { code: 'CANCELLED', suggestion: 'review the plan (--dry-run) and rerun when ready' })
       if (dryRun) continue
       for (const s of r.applied) this.log(`ok    ${host.name} ${s.id.padEnd(10)} ${s.detail} (${s.durationMs} ms)`)
       if (r.validate) for (const c of r.validate.checks) this.log(checkLine(c))

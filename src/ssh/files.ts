@@ -179,7 +179,7 @@ export async function writeRemoteFile(c: Conn, path: string, content: string | B
   const timeoutMs = o.timeoutMs ?? 60_000
   const run = async (argv: string[], sudo: boolean, check: boolean) => toRunResult(c, argv, await runArgv(c, argv, { sudo, timeoutMs }, ctx), check)
   const tmpDir = (await run(['mktemp', '-d'], false, true)).stdout.trim()
-  if (!tmpDir.startsWith('/')) throw new LabctlError(`mktemp -d on ${c.target.label} printed "${oneLine(tmpDir, 80)}"`, { code: 'SSH_SFTP_FAILED' })
+  if (!tmpDir.startsWith('/')) throw new LabctlError(`mktemp -d on ${c.target.label} printed "${oneLine(tmpDir, 80)}"`, { code: 'SSH_SFTP_FAILED', suggestion: `check that /tmp on ${c.target.host} exists and is writable (mktemp -d)` })
   try {
     const staged = posix.join(tmpDir, 'content')
     await sftpPut(s, staged, buf, 0o600).catch((err: unknown) => {

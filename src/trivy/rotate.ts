@@ -317,10 +317,10 @@ async function switchServerToken(
   await restartService({ loaded: o.loaded, host: h, remote: o.remote, waitMs: o.healthTimeoutMs })
   const base = hostBase(inv, h)
   const accepted = await canaryScan({ baseUrl: base, token: to, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-  if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the token it was just given (${accepted.kind})`)
+  if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the token it was just given (${accepted.kind})`, { code: 'TOKEN_NOT_ACCEPTED', suggestion: `check ${inv.trivy.envFile} on ${h.name} and the service log: \`labctl trivy logs --host ${h.name} -n 50\`` })
   if (opts.verifyRejected) {
     const rejected = await canaryScan({ baseUrl: base, token: opts.verifyRejected, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-    if (rejected.kind !== 'unauthorized') throw new LabctlError(`${h.name} still accepts the old token after the restart`)
+    if (rejected.kind !== 'unauthorized') throw new LabctlError(`${h.name} still accepts the old token after the restart`, { code: 'OLD_TOKEN_ACCEPTED', suggestion: `check that ${inv.trivy.serviceName} on ${h.name} reads ${inv.trivy.envFile} (its EnvironmentFile) and restarted` })
   }
 }
 
