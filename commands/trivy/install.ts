@@ -7,7 +7,8 @@ import { checkLine } from '../_render.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { LabctlError, UsageError } from '../../src/errors.js'
 import { writePrivateFile } from '../../src/private-file.js'
-import { firewallSources, installHost, planToken, storeToken, type HostInstallResult } from '../../src/trivy/install.js'
+import { installHost, type HostInstallResult } from '../../src/trivy/install.js'
+import { firewallSources, planToken, storeToken } from '../../src/trivy/install-plan.js'
 
 export type InstallCommandResult = {
   lab: string

@@ -42,25 +42,6 @@ import {
   type ResourceId,
 } from './install-plan.js'
 
-export { parseHostState, readHostState, type HostState } from './install-state.js'
-export {
-  RESOURCES,
-  computePlan,
-  envHeader,
-  firewallSources,
-  hostEnvToken,
-  isChange,
-  planToken,
-  renderPlan,
-  storeToken,
-  type Action,
-  type FirewallPlan,
-  type PlanContext,
-  type Resource,
-  type ResourceId,
-  type TokenPlan,
-} from './install-plan.js'
-
 /** What install ends with: validate's checks of the server itself (no DNS/TLS of the edge, no image scan). */
 export const SERVER_CHECKS: CheckName[] = ['healthz', 'version', 'db', 'scan', 'auth']
 
