@@ -2,15 +2,37 @@
 // channel), the host key verified against known_hosts, public-key authentication (explicit key,
 // ssh-agent, then ~/.ssh/config's / the default identity files).
 import { existsSync, readFileSync } from 'node:fs'
-import ssh2, { type ClientChannel, type SFTPWrapper } from 'ssh2'
+import { connect as tcpConnect, type Socket } from 'node:net'
+import type { Client, ClientChannel, SFTPWrapper } from 'ssh2'
 import { LabctlError, oneLine } from '../errors.js'
 import { connectError, hostKeyChangedError, hostKeyRevokedError, hostKeyUnknownError, type SshErrorContext } from './failures.js'
 import { appendKnownHost, hostKeyInfo, lookupKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js'
 import type { IdentityFile, ResolvedTarget } from './target.js'
 
-// ssh2 is CommonJS: Node's ESM loader does not see every named export, so take them off the default.
-const { Client, utils: sshUtils } = ssh2
-export type Client = InstanceType<typeof ssh2.Client>
+export type { Client } from 'ssh2'
+
+/**
+ * ssh2, loaded on the first connection (after its TCP connect has started, so that sshd accepts and forks
+ * while the module loads). CommonJS: take the names off the default export.
+ */
+async function loadSsh2(): Promise<typeof import('ssh2')> {
+  const m = (await import('ssh2')) as typeof import('ssh2') & { default?: typeof import('ssh2') }
+  return m.default ?? m
+}
+
+/**
+ * Starts the TCP connection to R. An error before ssh2 takes the socket over is kept (not thrown: no
+ * listener would be there yet) and reported by openConnection as a connect failure.
+ */
+function preconnect(r: ResolvedTarget): { sock: Socket; early: () => Error | undefined; release: () => void } {
+  let early: Error | undefined
+  const sock = tcpConnect({ host: r.host, port: r.port })
+  const onError = (err: Error): void => {
+    early ??= err
+  }
+  sock.on('error', onError)
+  return { sock, early: () => early, release: () => sock.off('error', onError) }
+}
 
 /** One open SSH connection, with its channel accounting and its (lazily opened) SFTP session. */
 export type Conn = {
@@ -73,16 +95,28 @@ export function lostError(c: Conn, what: string): LabctlError {
  * time, so that the caller can forget it.
  */
 export async function openConnection(r: ResolvedTarget, opts: ConnectOptions, jump?: Conn, onClose?: (c: Conn) => void): Promise<Conn> {
-  const auth = authMethods(r)
-  let sock: ClientChannel | undefined
+  let sock: ClientChannel | Socket | undefined
   let via: string | undefined
+  let direct: ReturnType<typeof preconnect> | undefined
   if (jump) {
     via = `via jump host ${jump.target.label}`
     sock = await forward(jump, r)
+  } else {
+    // TCP first: sshd accepts and forks while ssh2 loads and the keys are read.
+    direct = preconnect(r)
+    sock = direct.sock
+  }
+  const ssh2 = await loadSsh2()
+  let auth: ReturnType<typeof authMethods>
+  try {
+    auth = authMethods(r, ssh2.utils.parseKey)
+  } catch (err) {
+    sock.destroy()
+    throw err
   }
   const ctx: SshErrorContext = { label: r.label, host: r.host, port: r.port, user: r.user, timeoutMs: r.connectTimeoutMs, triedAuth: auth.skipped.map((s) => `skipped ${s}`), ...(via ? { via } : {}) }
   const known = lookupKnownHosts(r.knownHostsFiles, r.hostKeyNames).filter((e) => e.marker === undefined)
-  const client = new Client()
+  const client = new ssh2.Client()
   const conn: Conn = { client, target: r, closed: false, active: 0, waiting: [] }
   client.once('handshake', (n: { kex: string; serverHostKey: string; cs: { cipher: string; mac: string } }) => {
     opts.log?.(`ssh: ${r.label}: kex ${n.kex}, host key ${n.serverHostKey}, cipher ${n.cs.cipher}${n.cs.mac ? `, mac ${n.cs.mac}` : ''}`)
@@ -150,9 +184,14 @@ export async function openConnection(r: ResolvedTarget, opts: ConnectOptions, ju
       settled = true
       resolve()
     })
+    const refused = direct?.early()
+    if (refused) {
+      sock.destroy()
+      return fail(refused)
+    }
     try {
       client.connect({
-        ...(sock ? { sock } : { host: r.host, port: r.port }),
+        sock,
         username: r.user,
         readyTimeout: r.connectTimeoutMs,
         keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
@@ -163,6 +202,9 @@ export async function openConnection(r: ResolvedTarget, opts: ConnectOptions, ju
       })
     } catch (err) {
       fail(err)
+    } finally {
+      // ssh2 listens on the socket now.
+      direct?.release()
     }
   })
 
@@ -207,7 +249,7 @@ function forward(jump: Conn, r: ResolvedTarget): Promise<ClientChannel> {
 }
 
 /** The authentication methods to try, in order: explicit key, ssh-agent, then the other identity files. */
-function authMethods(r: ResolvedTarget): { methods: Array<{ describe: string; method: unknown }>; skipped: string[] } {
+function authMethods(r: ResolvedTarget, parseKey: typeof import('ssh2').utils.parseKey): { methods: Array<{ describe: string; method: unknown }>; skipped: string[] } {
   const methods: Array<{ describe: string; method: unknown }> = []
   const skipped: string[] = []
   const keyMethod = (f: IdentityFile): void => {
@@ -225,7 +267,7 @@ function authMethods(r: ResolvedTarget): { methods: Array<{ describe: string; me
       }
       return
     }
-    const parsed = sshUtils.parseKey(buf)
+    const parsed = parseKey(buf)
     const key = Array.isArray(parsed) ? parsed[0] : parsed
     if (!key || key instanceof Error) {
       const why = key instanceof Error && /encrypt|passphrase/i.test(key.message) ? 'encrypted: load it with ssh-add instead' : 'not a usable private key'
