@@ -70,3 +70,8 @@ export function redactError<E>(err: E, secrets: ReadonlyArray<string | undefined
   if (err.cause !== undefined) err.cause = redactError(err.cause, secrets, depth + 1)
   return err
 }
+
+/** A URL (or a text holding one) with any `user:password@` part replaced: user info is usually a credential. */
+export function redactUserinfo(text: string): string {
+  return text.replace(/\/\/[^@/\n]*@/g, `//${REDACTED}@`)
+}

@@ -18,7 +18,7 @@ import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser'
 import type { Agent, Dispatcher } from 'undici'
 import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
 import { describeNetError, httpRequest, labAgent, type HttpResult } from '../net/http.js'
-import { REDACTED, redactError, redactText } from '../redact.js'
+import { redactError, redactText, redactUserinfo } from '../redact.js'
 
 export const STRING_CREDENTIALS_CLASS = 'org.jenkinsci.plugins.plaincredentials.impl.StringCredentialsImpl'
 
@@ -591,7 +591,7 @@ function parseBaseUrl(url: string): URL {
     u = new URL(url)
   } catch {
     // Shown without any user info, which may hold a token.
-    throw new UsageError(`bad Jenkins URL "${oneLine(url.replace(/\/\/[^/]*@/, `//${REDACTED}@`), 120)}"`, { suggestion: 'Give the Jenkins root URL, e.g. https://jenkins.example.com/' })
+    throw new UsageError(`bad Jenkins URL "${oneLine(redactUserinfo(url), 120)}"`, { suggestion: 'Give the Jenkins root URL, e.g. https://jenkins.example.com/' })
   }
   // Not echoed: user info in a URL is usually a token.
   if (u.username || u.password) throw new UsageError('the Jenkins URL must not contain a user or password', { suggestion: 'Give the user and API token separately' })

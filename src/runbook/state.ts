@@ -1,10 +1,11 @@
 // One state file per run, $XDG_STATE_HOME/labctl/runbooks/RUN-ID/state.json, rewritten (atomically)
 // before and after every step: an interrupted or failed run can be resumed where it stopped.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LabctlError } from '../errors.js'
 import { xdgDir } from '../paths.js'
+import { writePrivateFile } from '../private-file.js'
 import type { Finding, StepResult } from './conditions.js'
 import type { StepType } from './schema.js'
 
@@ -93,10 +94,9 @@ export function newRunId(name: string, now: Date): string {
 
 export const runDir = (root: string, runId: string): string => join(root, runId)
 
+/** State and transcripts are written with the one private writer (0600, atomic, synced). */
 export function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`
-  writeFileSync(tmp, text, { mode: 0o600 })
-  renameSync(tmp, path)
+  writePrivateFile(path, text)
 }
 
 export function saveState(root: string, state: RunState): string {

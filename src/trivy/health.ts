@@ -30,7 +30,7 @@ export async function waitHealthy(o: {
 }): Promise<HealthWait> {
   const started = Date.now()
   const bases = [...new Set(o.bases)]
-  const interval = o.intervalMs ?? 200
+  const interval = o.intervalMs ?? 100
   const probeTimeout = o.probeTimeoutMs ?? 2000
   let polls = 0
   let last = 'not probed yet'

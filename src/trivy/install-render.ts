@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { QUIET_TRIVY_ENV, quietTrivyPairs } from './quiet.js'
 import { fingerprint } from './token.js'
+import { REDACTED, redactUserinfo } from '../redact.js'
 
 /** Aqua's release asset, per version; {arch} is the release's name for the host's architecture. */
 export const DEFAULT_PACKAGE_URL = 'https://github.com/aquasecurity/trivy/releases/download/v{version}/trivy_{version}_Linux-{arch}.deb'
@@ -102,7 +103,7 @@ export function desiredEnv(inv: Inventory, host: ScannerHost, token: string): Ar
   ]
   for (const [k, v] of env) {
     // systemd's EnvironmentFile= would need quoting for these; the inventory never needs them.
-    if (!v || /[\s"'\\$`]/.test(v)) throw new UsageError(`${k} would be "${k === 'TRIVY_TOKEN' ? '***' : v}": values with spaces, quotes, backslashes or $ are not supported in ${t.envFile}`, { suggestion: 'fix the inventory value' })
+    if (!v || /[\s"'\\$`]/.test(v)) throw new UsageError(`${k} would be "${k === 'TRIVY_TOKEN' ? REDACTED : redactUserinfo(v)}": values with spaces, quotes, backslashes or $ are not supported in ${t.envFile}`, { suggestion: 'fix the inventory value' })
   }
   return env
 }
@@ -147,8 +148,8 @@ export function maskEnv(text: string): string {
       const m = /^(\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=)(.*)$/.exec(line)
       if (!m) return line
       const [, lhs, key, value] = m as unknown as [string, string, string, string]
-      if (/TOKEN$|PASSWORD|SECRET|_KEY$/.test(key) && !/HEADER$/.test(key)) return `${lhs}*** (${fingerprint(value)})`
-      return `${lhs}${value.replace(/\/\/[^@/\s]*@/, '//***@')}`
+      if (/TOKEN$|PASSWORD|SECRET|_KEY$/.test(key) && !/HEADER$/.test(key)) return `${lhs}${REDACTED} (${fingerprint(value)})`
+      return `${lhs}${redactUserinfo(value)}`
     })
     .join('\n')
 }

@@ -285,7 +285,7 @@ export async function rollbackRotation(o: RotateOptions): Promise<Journal> {
   if (fingerprint(oldToken) !== j.oldFingerprint) throw new LabctlError("the current token does not match the journal's old token", { suggestion: 'inspect the secrets dir by hand' })
   const agent = trivyAgent(o.loaded)
   const mark: Mark = (step, status, detail, state) => {
-    j.steps.push({ step, status, at: new Date().toISOString(), detail })
+    j.steps.push({ step, status, at: new Date().toISOString(), detail: redact(detail, [oldToken]) })
     if (state) j.state = state
     saveJournal(o.loaded, j)
   }

@@ -344,7 +344,7 @@ describe('jenkins client: server trouble', () => {
       [{ secret: '  \n' }, /the secret is empty/],
       [{ secret: 'bell\u0007' }, /control characters/],
       [{ caFile: '/nonexistent/ca.pem' }, /cannot read the CA file: ENOENT/],
-      [{ url: `http//alice:${ALICE_TOKEN}@jenkins` }, /bad Jenkins URL "http\/\/\*\*\*@jenkins"/],
+      [{ url: `http//alice:${ALICE_TOKEN}@jenkins` }, /bad Jenkins URL "http\/\/\[REDACTED\]@jenkins"/],
     ]
     for (const [over, re] of cases) {
       const err = await failureOf(updateSecretText(opts(s, over)))

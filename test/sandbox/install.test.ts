@@ -75,7 +75,7 @@ describe('trivy install: render helpers', () => {
     const masked = maskEnv(`${once}TRIVY_CACHE_BACKEND=redis://u:pw@redis:6379\nTRIVY_TOKEN_HEADER=Trivy-Token`)
     expect(masked).not.toContain('s3cret')
     expect(masked).not.toContain(':pw@')
-    expect(masked).toMatch(/TRIVY_TOKEN=\*\*\* \(sha256:[0-9a-f]{12}\)/)
+    expect(masked).toMatch(/TRIVY_TOKEN=\[REDACTED\] \(sha256:[0-9a-f]{12}\)/)
     expect(masked).toContain('TRIVY_TOKEN_HEADER=Trivy-Token')
     expect(lineDiff('a\nb\nc\n', 'a\nB\nc\n')).toEqual(['- b', '+ B'])
     expect(lineDiff('a\n', 'a\n')).toEqual([])

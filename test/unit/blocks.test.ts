@@ -8,7 +8,10 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { REDACTED, redactError, redactJson, redactText } from '../../src/redact.js'
+import { REDACTED, redactError, redactJson, redactText, redactUserinfo } from '../../src/redact.js'
+import { maskEnv } from '../../src/trivy/install-render.js'
+import { showCommand } from '../../src/runbook/argv.js'
+import { shellQuote } from '../../src/ssh/quote.js'
 import { LabctlError } from '../../src/errors.js'
 import { checkTokenText, envFileToken, fingerprint, generateToken, loadToken, readTokenFile, withEnvToken } from '../../src/trivy/token.js'
 import { directBase, edgeBase, hostBase, trivyAgent } from '../../src/trivy/endpoint.js'
@@ -52,6 +55,11 @@ describe('the one redactor', () => {
   it('replaces secret-shaped forms whose value it does not know', () => {
     expect(redactText('TRIVY_TOKEN=abc123 Trivy-Token: zzz999 Authorization: Bearer qqq', [])).toBe(`TRIVY_TOKEN=${REDACTED} Trivy-Token: ${REDACTED} Authorization: ${REDACTED}`)
     expect(redactText('<title>trivy-token: s3cret</title>', [])).toBe(`<title>trivy-token: ${REDACTED}</title>`)
+  })
+
+  it('masks user info in URLs and env files with the same marker', () => {
+    expect(redactUserinfo('redis://u:pw@redis:6379 and https://a b:c@h/')).toBe(`redis://${REDACTED}@redis:6379 and https://${REDACTED}@h/`)
+    expect(maskEnv('TRIVY_TOKEN=abc\nTRIVY_CACHE_BACKEND=redis://u:pw@r:6379')).toBe(`TRIVY_TOKEN=${REDACTED} (${fingerprint('abc')})\nTRIVY_CACHE_BACKEND=redis://${REDACTED}@r:6379`)
   })
 
   it('leaves short values and unrelated text alone', () => {
@@ -259,6 +267,11 @@ describe('one private writer, one quoter, one boundary', () => {
     expect(line).toBe(`ufw allow from '10.0.0.1'\\''; touch /tmp/pwned; '\\''' to any port 4954 proto tcp comment labctl-trivy >/dev/null`)
     const words = execFileSync('sh', ['-c', `set -- ${line.replace(/^ufw /, '').replace(/ >\/dev\/null$/, '')}; printf '%s\\n' "$3"`], { encoding: 'utf8' })
     expect(words).toBe("10.0.0.1'; touch /tmp/pwned; '\n")
+  })
+
+  it('runbooks show commands with the same quoter the SSH layer uses', () => {
+    const argv = ['trivy', 'exec', '--', "it's", '$(id)', 'a b', '=x']
+    expect(showCommand(argv)).toBe(shellQuote(argv))
   })
 
   it('nothing in src/ outside src/sandbox imports src/sandbox', () => {
