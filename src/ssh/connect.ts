@@ -106,9 +106,10 @@ export async function openConnection(r: ResolvedTarget, opts: ConnectOptions, ju
     direct = preconnect(r)
     sock = direct.sock
   }
-  const ssh2 = await loadSsh2()
+  let ssh2: typeof import('ssh2')
   let auth: ReturnType<typeof authMethods>
   try {
+    ssh2 = await loadSsh2()
     auth = authMethods(r, ssh2.utils.parseKey)
   } catch (err) {
     sock.destroy()
