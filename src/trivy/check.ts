@@ -5,6 +5,7 @@ import { z } from 'zod'
 import type { RunOptions } from '../ssh/index.js'
 import { fail, pass, skip, warn, type CheckResult } from '../checks/types.js'
 import { sections, type HostOpOptions } from './host-op.js'
+import { METRICS, formatMetrics, type Sample } from './metrics.js'
 
 // Processes started on the host besides timeout/sudo/sh: df, du, stat, od, flock, journalctl, awk; the
 // rest is shell builtins, and the splitting into fields happens here rather than in tail/cut/tr.
@@ -140,31 +141,15 @@ function gib(bytes: number): string {
   return `${(bytes / 1024).toFixed(0)} KiB`
 }
 
-/** node_exporter textfile collector format. */
+/** node_exporter textfile collector format; the names are the shared ones of metrics.ts. */
 export function toPrometheus(results: HostCheck[], now = Date.now()): string {
-  const lines: string[] = []
-  const metric = (name: string, help: string, rows: Array<[Record<string, string>, number | undefined]>): void => {
-    const present = rows.filter((r): r is [Record<string, string>, number] => r[1] !== undefined && Number.isFinite(r[1]))
-    if (!present.length) return
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`)
-    for (const [labels, v] of present) {
-      const l = Object.entries(labels).map(([k, val]) => `${k}="${val.replace(/["\\\n]/g, '_')}"`).join(',')
-      lines.push(`${name}{${l}} ${v}`)
-    }
-  }
-  metric('labctl_trivy_db_age_seconds', 'Age of the vulnerability DB (now - UpdatedAt).', results.map((r) => [{ host: r.host }, r.metrics.dbAgeSeconds]))
-  metric('labctl_trivy_disk_used_ratio', 'Used fraction of the filesystem holding the cache dir.', results.map((r) => [{ host: r.host }, r.metrics.diskUsedRatio]))
-  metric('labctl_trivy_cache_bytes', 'Size of the Trivy cache dir.', results.map((r) => [{ host: r.host }, r.metrics.cacheBytes]))
-  metric(
-    'labctl_trivy_check_status',
-    'Check outcome: 0 pass, 1 warn, 2 fail, -1 skipped.',
-    results.flatMap((r) => r.checks.map((c): [Record<string, string>, number] => [{ host: r.host, check: c.check }, { pass: 0, warn: 1, fail: 2, skip: -1 }[c.status]])),
-  )
-  metric(
-    'labctl_trivy_journal_lines',
-    'Journal lines of interest since the check window start.',
-    results.flatMap((r) => Object.entries(r.metrics.journal).map(([kind, v]): [Record<string, string>, number] => [{ host: r.host, kind }, v])),
-  )
-  metric('labctl_trivy_check_timestamp_seconds', 'When labctl trivy check ran.', [[{}, Math.round(now / 1000)]])
-  return `${lines.join('\n').replace(/\{\}/g, '')}\n`
+  const status = { pass: 0, warn: 1, fail: 2, skip: -1 } as const
+  return formatMetrics([
+    { metric: METRICS.dbAge, samples: results.map((r) => [{ host: r.host }, r.metrics.dbAgeSeconds]) },
+    { metric: METRICS.diskUsedRatio, samples: results.map((r) => [{ host: r.host }, r.metrics.diskUsedRatio]) },
+    { metric: METRICS.cacheBytes, samples: results.map((r) => [{ host: r.host }, r.metrics.cacheBytes]) },
+    { metric: METRICS.checkStatus, samples: results.flatMap((r) => r.checks.map((c): Sample => [{ host: r.host, check: c.check }, status[c.status]])) },
+    { metric: METRICS.journalLines, samples: results.flatMap((r) => Object.entries(r.metrics.journal).map(([kind, v]): Sample => [{ host: r.host, kind }, v])) },
+    { metric: METRICS.checkTimestamp, samples: [[{}, Math.round(now / 1000)]] },
+  ])
 }

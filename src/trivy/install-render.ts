@@ -161,42 +161,75 @@ export function unitPath(inv: Inventory): string {
   return `/etc/systemd/system/${name}`
 }
 
+/**
+ * The sandboxing every labctl-managed unit gets (the Trivy server and the exporter): read-only system,
+ * no home, no devices, no privilege gain. `readWritePaths` are the only writable places.
+ */
+export function hardeningDirectives(readWritePaths: string[]): string[] {
+  return [
+    'NoNewPrivileges=true',
+    'ProtectSystem=strict',
+    ...(readWritePaths.length ? [`ReadWritePaths=${readWritePaths.join(' ')}`] : []),
+    'PrivateTmp=true',
+    'ProtectHome=true',
+    'PrivateDevices=true',
+    'ProtectKernelTunables=true',
+    'ProtectKernelModules=true',
+    'ProtectControlGroups=true',
+    'RestrictSUIDSGID=true',
+    'LockPersonality=true',
+    'UMask=0027',
+  ]
+}
+
+export type ServiceUnit = {
+  /** Comment lines at the top, each starting with "#". */
+  header: string[]
+  description: string
+  documentation?: string
+  user: string
+  /** [Service] lines before the hardening (ExecStart=, Restart=, …) and after it (limits, extra sandboxing). */
+  service: string[]
+  readWritePaths: string[]
+  after?: string[]
+}
+
+/** A simple service unit with labctl's hardening, for every unit labctl renders (Trivy, the exporter). */
+export function renderServiceUnit(u: ServiceUnit): string {
+  return [
+    ...u.header,
+    '[Unit]',
+    `Description=${u.description}`,
+    ...(u.documentation ? [`Documentation=${u.documentation}`] : []),
+    'Wants=network-online.target',
+    'After=network-online.target',
+    '',
+    '[Service]',
+    'Type=simple',
+    `User=${u.user}`,
+    `Group=${u.user}`,
+    ...u.service,
+    ...hardeningDirectives(u.readWritePaths),
+    ...(u.after ?? []),
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n')
+}
+
 /** The hardened unit: settings come from the EnvironmentFile (root 0600), so argv shows no secret. */
 export function renderUnit(inv: Inventory): string {
   const t = inv.trivy
-  return `# Managed by \`labctl trivy install\` (lab ${inv.name}): edits by hand are reverted by the next install.
-[Unit]
-Description=Trivy vulnerability scanner server (trivy server, pinned ${t.version})
-Documentation=https://trivy.dev/
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=simple
-User=${t.serviceUser}
-Group=${t.serviceUser}
-EnvironmentFile=${t.envFile}
-ExecStart=/usr/bin/trivy server
-Restart=on-failure
-RestartSec=5
-TimeoutStopSec=30
-NoNewPrivileges=true
-ProtectSystem=strict
-ReadWritePaths=${t.cacheDir}
-PrivateTmp=true
-ProtectHome=true
-PrivateDevices=true
-ProtectKernelTunables=true
-ProtectKernelModules=true
-ProtectControlGroups=true
-RestrictSUIDSGID=true
-LockPersonality=true
-UMask=0027
-LimitNOFILE=65536
-
-[Install]
-WantedBy=multi-user.target
-`
+  return renderServiceUnit({
+    header: [`# Managed by \`labctl trivy install\` (lab ${inv.name}): edits by hand are reverted by the next install.`],
+    description: `Trivy vulnerability scanner server (trivy server, pinned ${t.version})`,
+    documentation: 'https://trivy.dev/',
+    user: t.serviceUser,
+    service: [`EnvironmentFile=${t.envFile}`, 'ExecStart=/usr/bin/trivy server', 'Restart=on-failure', 'RestartSec=5', 'TimeoutStopSec=30'],
+    readWritePaths: [t.cacheDir],
+    after: ['LimitNOFILE=65536'],
+  })
 }
 
 /** A line diff (LCS): "- old" and "+ new" lines, unchanged lines left out. */
@@ -290,8 +323,14 @@ export function haproxyFrontendRules(inv: Inventory): string[] {
   return [`acl trivy_vm_host req.hdr(host),field(1,:) -i ${name}`, `use_backend ${HAPROXY_BACKEND} if trivy_vm_host`]
 }
 
-/** The HAProxy edge's part: the frontend rule for the public name (to paste) and the backend (loadable as is). */
-export function renderHaproxy(inv: Inventory, hosts: ScannerHost[]): string {
+/** Where the edge's HAProxy serves its own Prometheus metrics (scraped as job "haproxy-edge"). */
+export const HAPROXY_METRICS_BIND = '127.0.0.1:8405'
+
+/**
+ * The HAProxy edge's part: the frontend rule for the public name (to paste), the backend and a metrics
+ * frontend with HAProxy's built-in Prometheus exporter (both loadable as is).
+ */
+export function renderHaproxy(inv: Inventory, hosts: ScannerHost[], opts: { metricsBind?: string } = {}): string {
   const name = new URL(inv.trivy.publicUrl).hostname
   return `# Rendered by \`labctl trivy install --haproxy\` (lab ${inv.name}): the Trivy scanner on the HAProxy edge.
 # 1. In the frontend that terminates TLS for ${name}, add these rules (uncommented):
@@ -308,5 +347,15 @@ backend ${HAPROXY_BACKEND}
   # scans of big images take time; /healthz and /version are unauthenticated, scans carry ${inv.trivy.tokenHeader}
   timeout server 300s
 ${hosts.map((h) => `  server ${h.name} ${backendAddress(h)} check`).join('\n')}
+
+# 3. HAProxy's own Prometheus exporter (haproxy_backend_http_responses_total{proxy="${HAPROXY_BACKEND}",code="5xx"}
+#    feeds the TrivyEdge5xxRateHigh alert of monitoring/labctl-trivy.rules.yml). Bind it where the
+#    monitoring node reaches it, and let only that node through the edge firewall.
+frontend labctl-edge-metrics
+  mode http
+  bind ${opts.metricsBind ?? HAPROXY_METRICS_BIND}
+  no log
+  http-request use-service prometheus-exporter if { path /metrics }
+  http-request return status 404 content-type text/plain string "metrics are at /metrics" if !{ path /metrics }
 `
 }
