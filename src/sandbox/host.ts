@@ -88,7 +88,7 @@ const FIREWALL_PLAN_ONLY_REASON = "sandbox host: it shares the machine's network
  * Written to the same file install manages, then loaded into trivy-0's namespace.
  */
 export async function applyHostFirewall(state: SandboxState, sources: string[]): Promise<void> {
-  if (!state.net) throw new LabctlError('the loopback sandbox shares the machine\'s firewall: nothing is applied there', { suggestion: 'use `labctl sandbox up --net`' })
+  if (!state.net) throw new LabctlError('the loopback sandbox shares the machine\'s firewall: nothing is applied there', { suggestion: 'use `labctl sandbox up` (without --loopback)' })
   if (!which('nft')) throw new LabctlError('missing prerequisite: nft (nftables), for the scanner host\'s firewall', { code: 'MISSING_PREREQUISITE', suggestion: 'run `./scripts/setup.sh` (or `apt-get install nftables`)' })
   const ruleset = nftRuleset({ port: state.ports.trivy, sources })
   await hostExec(state, ['sh', '-c', `install -d -m 0755 /etc/nftables.d && cat > ${NFT_FILE}.tmp && chmod 0644 ${NFT_FILE}.tmp && mv ${NFT_FILE}.tmp ${NFT_FILE} && nft -f ${NFT_FILE}`], { input: ruleset })

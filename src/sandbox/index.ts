@@ -320,8 +320,8 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
     description: state.bare
       ? 'local sandbox lab started by `labctl sandbox up --bare`: the scanner host has no trivy until `labctl trivy install`'
       : state.net
-        ? `local sandbox lab started by \`labctl sandbox up --net\` (real Trivy, HAProxy, dnsmasq, registry, each on its own network namespace on ${state.net.subnet})`
-        : 'local sandbox lab started by `labctl sandbox up` (real Trivy, HAProxy, dnsmasq, registry on 127.0.0.1)',
+        ? `local sandbox lab started by \`labctl sandbox up\` (real Trivy, HAProxy, dnsmasq, registry, Jenkins, each on its own network namespace on ${state.net.subnet})`
+        : 'local sandbox lab started by `labctl sandbox up --loopback` (real Trivy, HAProxy, dnsmasq, registry on 127.0.0.1)',
     dns: { servers: [endpoint(state, 'dns')], timeoutMs: 1000 },
     trivy: {
       version: TRIVY_VERSION,
@@ -335,6 +335,8 @@ function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<string, 
       ...(state.ports.pkg ? { packageUrl: sandboxPackageUrl(state.ports.pkg, componentAddr(state, 'pkg')) } : {}),
       // Besides the edge, the listener answers the operator's workstation and the build agent; not the outsider.
       ...(state.net ? { allowlist: firewallAllowlist(state) } : {}),
+      // The direct debug URL is plain HTTP inside the lab /24 (behind that firewall), as in the seed lab.
+      ...(state.net ? { plainHttpNetworks: [state.net.subnet] } : {}),
       hosts: [
         {
           name: 'trivy-0',
@@ -374,20 +376,28 @@ export function labRecords(state: Pick<SandboxState, 'net'>): SandboxState['dnsR
   return records
 }
 
+/**
+ * Whether `sandbox up` makes the lab network: the default. `net: false` (`--loopback`, or
+ * LABCTL_SANDBOX_NET=0) runs every part on 127.0.0.1 instead, for machines where root is not at hand.
+ */
+export function wantsNet(net: boolean | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
+  return net ?? env.LABCTL_SANDBOX_NET !== '0'
+}
+
 export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?: boolean; net?: boolean } = {}): Promise<SandboxUpResult> {
   const started = Date.now()
   const dir = opts.dir ?? sandboxDir()
   const progress = opts.progress ?? (() => {})
   const bare = opts.bare === true
-  const net = opts.net ?? process.env.LABCTL_SANDBOX_NET === '1'
+  const net = wantsNet(opts.net)
   // Before anything else: without the right to make namespaces, nothing is made.
   if (net) requireNetCapable()
   const tools = findTools()
   const before = await sandboxStatus(dir)
   if (before.up && Boolean(before.network) !== net) {
-    throw new LabctlError(`the sandbox is already up ${before.network ? 'as a lab network (--net)' : 'on 127.0.0.1'}; it cannot switch to ${net ? 'a lab network' : '127.0.0.1'} while up`, {
+    throw new LabctlError(`the sandbox is already up ${before.network ? 'as a lab network' : 'on 127.0.0.1 (--loopback)'}; it cannot switch to ${net ? 'a lab network' : '127.0.0.1'} while up`, {
       code: 'SANDBOX_MODE',
-      suggestion: `run \`labctl sandbox down\` first, then \`labctl sandbox up${net ? ' --net' : ''}\``,
+      suggestion: `run \`labctl sandbox down\` first, then \`labctl sandbox up${net ? '' : ' --loopback'}\``,
     })
   }
   if (before.up && Boolean(before.bare) !== bare) {

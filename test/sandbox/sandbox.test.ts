@@ -82,10 +82,15 @@ describe('sandbox lab', () => {
   it('holds the test image in its registry', async () => {
     const [hostPort, repoTag] = [sb.image.split('/')[0]!, sb.image.split('/').slice(1).join('/')]
     const [repo, tag] = repoTag.split(':') as [string, string]
-    const res = await httpRequest(`http://${hostPort}/v2/${repo}/manifests/${tag}`, {
+    // On a machine of its own the registry speaks HTTPS with a certificate of the sandbox CA; on loopback plain HTTP.
+    const tls = readState(sb.dir)?.registryTls === true
+    const dispatcher = new Agent({ connect: { ca: readFileSync(inventory().trivy.caBundle!, 'utf8') } })
+    const res = await httpRequest(`${tls ? 'https' : 'http'}://${hostPort}/v2/${repo}/manifests/${tag}`, {
       timeoutMs: 5000,
+      dispatcher,
       headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
     })
+    await dispatcher.close()
     expect(res.status).toBe(200)
     expect(JSON.parse(res.body).layers).toHaveLength(1)
   })
