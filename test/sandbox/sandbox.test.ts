@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { readState } from '../../src/sandbox/layout.js'
 import { Agent } from 'undici'
 import { describe, expect, inject, it } from 'vitest'
@@ -93,6 +95,34 @@ describe('sandbox lab', () => {
     await dispatcher.close()
     expect(res.status).toBe(200)
     expect(JSON.parse(res.body).layers).toHaveLength(1)
+  })
+
+  it('is built by labctl itself: `trivy install --dry-run` has nothing to change, and the edge runs the rendered backend', async () => {
+    type Plan = { hosts: Array<{ changes: number; plan: Array<{ id: string; action: string }> }> }
+    const r = await labctl(['trivy', 'install', '--lab', 'sandbox', '--dry-run', '--json'], { timeoutMs: 120_000 })
+    expect(r.exitCode, r.stderr).toBe(0)
+    const h = parseJson<Plan>(r.stdout).hosts[0]!
+    // Every resource install manages is as install makes it; the firewall is real on the lab network.
+    const firewall = readState(sb.dir)?.net ? 'none' : 'skip'
+    expect(h.plan.map((x) => [x.id, x.action])).toEqual([
+      ['package', 'none'],
+      ['hold', 'none'],
+      ['user', 'none'],
+      ['cache-dir', 'none'],
+      ['env-file', 'none'],
+      ['unit', 'none'],
+      ['firewall', firewall],
+      ['service', 'none'],
+    ])
+    expect(h.changes).toBe(0)
+    // The backend HAProxy loads is the one `labctl trivy install --haproxy` renders for this inventory.
+    const file = join(mkdtempSync(join(tmpdir(), 'labctl-edge-')), 'edge.cfg')
+    const rendered = await labctl(['trivy', 'install', '--lab', 'sandbox', '--haproxy', file])
+    expect(rendered.exitCode, rendered.stderr).toBe(0)
+    const backend = (text: string): string => /^backend trivy-vm-be\n(?: .*\n)+/m.exec(text)?.[0] ?? 'none'
+    const loaded = readFileSync(join(sb.dir, 'trivy-edge.cfg'), 'utf8')
+    expect(backend(loaded)).toMatch(/server trivy-0 [\d.]+:4954 check/)
+    expect(backend(loaded)).toBe(backend(readFileSync(file, 'utf8')))
   })
 
   it('`sandbox up` a second time is harmless, and `status` reports every part up', async () => {
