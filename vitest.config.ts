@@ -14,6 +14,7 @@ export const UNIT = [
   'test/jenkins/**/*.test.ts',
   'test/runbook/engine.test.ts',
   'test/runbook/parse.test.ts',
+  'test/db/mirror.test.ts',
 ]
 // Today: test/sandbox/**, test/ssh/** (its own sshd, and the sandbox host), test/runbook/drills.test.ts.
 export const SANDBOX = ['test/**/*.test.ts']

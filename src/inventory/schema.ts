@@ -86,6 +86,20 @@ export const ThresholdsSchema = z.strictObject({
   certCritDays: z.number().int().min(0).default(7),
 })
 
+// The lab's registry mirror of Trivy's OCI databases (`labctl trivy db mirror | status`).
+const imageRef = z.string().regex(/^[A-Za-z0-9.[\]:-]+\/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$/, 'must be REGISTRY[:PORT]/REPOSITORY[:TAG]')
+export const MirrorSchema = z.strictObject({
+  registry: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'must be HOST[:PORT]').describe('the lab registry holding the copies, e.g. registry.sub.comptech-lab.com:5000'),
+  namespace: z.string().regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, 'lowercase path such as aquasec').default('aquasec').describe('repositories are NAMESPACE/trivy-db:2, NAMESPACE/trivy-java-db:1, NAMESPACE/trivy-checks:1'),
+  insecure: z.boolean().default(false).describe('plain HTTP to the registry (automatic for loopback and private addresses)'),
+  caBundle: safePath.optional().describe('PEM CA bundle for the registry\'s TLS'),
+  sources: z
+    .strictObject({ db: imageRef.optional(), javaDb: imageRef.optional(), checks: imageRef.optional() })
+    .prefault({})
+    .describe('where to copy from (default ghcr.io/aquasecurity/trivy-db:2, …/trivy-java-db:1, …/trivy-checks:1)'),
+  timeoutMs: z.number().int().min(1000).max(600_000).default(60_000).describe('per registry request'),
+})
+
 export const InventorySchema = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only'),
@@ -98,6 +112,7 @@ export const InventorySchema = z
     jenkins: JenkinsSchema.optional(),
     secrets: z.strictObject({ dir: safePath.default('secrets/trivy-vm') }).prefault({}),
     thresholds: ThresholdsSchema.prefault({}),
+    mirror: MirrorSchema.optional(),
   })
   .superRefine((inv, ctx) => {
     if (inv.thresholds.diskWarnPercent >= inv.thresholds.diskCritPercent) {
