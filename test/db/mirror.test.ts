@@ -14,6 +14,8 @@ import { MEDIA, type ArtifactKey } from '../../src/db/ref.js'
 import { findTools } from '../../src/sandbox/prereqs.js'
 import { blobFile, pushArtifact, rawManifest, startRegistry, type TestRegistry } from './registry-helper.js'
 import { ROOT } from '../helpers.js'
+import { startAuthProxy } from './auth-proxy.js'
+import { progressRenderer } from '../../src/db/progress.js'
 
 let dir: string
 let up: TestRegistry
@@ -175,5 +177,72 @@ describe('trivy db mirror', () => {
 
   it('a source that is not there is one clear error', async () => {
     await expect(mirror(opts({ artifacts: ['db'], sources: { ...opts().sources, db: `${up.addr}/nope/trivy-db:2` } }))).rejects.toThrow(/HTTP 404/)
+  })
+
+  describe('registry credentials (REGISTRY_AUTH_FILE, never printed)', () => {
+    const PASSWORD = 'pw-Zq81-secret'
+    const authFile = (registry: string, password = PASSWORD): string => {
+      const f = join(dir, `auth-${Math.random().toString(36).slice(2)}.json`)
+      writeFileSync(f, JSON.stringify({ auths: { [registry]: { auth: Buffer.from(`labuser:${password}`).toString('base64') } } }), { mode: 0o600 })
+      return f
+    }
+
+    it('bearer token flow: 401 challenge → token endpoint with basic credentials → push with the token', async () => {
+      const proxy = await startAuthProxy(lab.addr, 'bearer', 'labuser', PASSWORD)
+      try {
+        const r = await mirror(opts({ artifacts: ['checks'], to: { kind: 'registry', registry: proxy.addr, namespace: 'authed' }, auth: loadAuth({ REGISTRY_AUTH_FILE: authFile(proxy.addr) }) }))
+        expect(r.artifacts[0]!.tagged).toBe(true)
+        expect((await rawManifest(lab.addr, 'authed/trivy-checks', '1')).bytes.equals(pushed.checks!.bytes)).toBe(true)
+        expect(proxy.tokenRequests.length).toBeGreaterThan(0)
+        expect(proxy.tokenRequests.every((t) => t.authorization === `Basic ${Buffer.from(`labuser:${PASSWORD}`).toString('base64')}` && t.service === 'labtest')).toBe(true)
+        expect(proxy.tokenRequests.map((t) => t.scope)).toContain('repository:authed/trivy-checks:pull,push')
+      } finally {
+        await proxy.close()
+      }
+    })
+
+    it('basic auth challenge works too', async () => {
+      const proxy = await startAuthProxy(lab.addr, 'basic', 'labuser', PASSWORD)
+      try {
+        const r = await mirror(opts({ artifacts: ['java-db'], to: { kind: 'registry', registry: proxy.addr, namespace: 'basic' }, auth: loadAuth({ REGISTRY_AUTH_FILE: authFile(proxy.addr) }) }))
+        expect(r.artifacts[0]!.tagged).toBe(true)
+        expect((await rawManifest(lab.addr, 'basic/trivy-java-db', '1')).status).toBe(200)
+      } finally {
+        await proxy.close()
+      }
+    })
+
+    it('no or wrong credentials: one clear error pointing at the auth file, the password never in it', async () => {
+      const proxy = await startAuthProxy(lab.addr, 'bearer', 'labuser', PASSWORD)
+      try {
+        const none = await mirror(opts({ artifacts: ['checks'], to: { kind: 'registry', registry: proxy.addr, namespace: 'x' } })).catch((e: Error & { suggestion?: string; code?: string }) => e)
+        expect((none as { code?: string }).code).toBe('REGISTRY_AUTH')
+        expect((none as { suggestion?: string }).suggestion).toMatch(/REGISTRY_AUTH_FILE/)
+        const wrongFile = authFile(proxy.addr, 'wrong-pass-77')
+        const wrong = await mirror(opts({ artifacts: ['checks'], to: { kind: 'registry', registry: proxy.addr, namespace: 'x' }, auth: loadAuth({ REGISTRY_AUTH_FILE: wrongFile }) })).catch((e: Error & { suggestion?: string }) => e)
+        const text = `${(wrong as Error).message} ${(wrong as { suggestion?: string }).suggestion}`
+        expect(text).toMatch(/not authorized/)
+        expect(text).toContain(wrongFile)
+        expect(text).not.toContain('wrong-pass-77')
+        expect(text).not.toContain(Buffer.from('labuser:wrong-pass-77').toString('base64'))
+      } finally {
+        await proxy.close()
+      }
+    })
+  })
+
+  it('progress: plain lines without a terminal, a redrawn bar on one', () => {
+    const plain: string[] = []
+    const p = progressRenderer((s) => plain.push(s), false)
+    p.on({ type: 'blob', key: 'db', digest: `sha256:${'a'.repeat(64)}`, size: 2048, title: 'db.tar.gz', action: 'download' })
+    p.on({ type: 'bytes', key: 'db', digest: `sha256:${'a'.repeat(64)}`, done: 1024, total: 2048, phase: 'download' })
+    p.on({ type: 'tagged', key: 'db', target: 'r/aquasec/trivy-db:2', digest: `sha256:${'b'.repeat(64)}` })
+    expect(plain.join('')).not.toMatch(/\r|\x1b/)
+    expect(plain).toHaveLength(2)
+    const tty: string[] = []
+    const t = progressRenderer((s) => tty.push(s), true, () => 1_000_000)
+    t.on({ type: 'bytes', key: 'db', digest: `sha256:${'a'.repeat(64)}`, done: 1024, total: 2048, phase: 'download' })
+    t.end()
+    expect(tty.join('')).toMatch(/\r\x1b\[K  fetch \[#{15}-{15}\]  50% 1\.0 KiB\/2\.0 KiB/)
   })
 })
