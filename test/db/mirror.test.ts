@@ -3,7 +3,7 @@
 // the lab registry. Byte-for-byte copy, a second run that copies nothing, the OCI-layout sneakernet, and a
 // tampered blob that is refused with nothing tagged.
 import { execa } from 'execa'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -12,6 +12,8 @@ import { loadAuth } from '../../src/db/auth.js'
 import { mirror, type MirrorEvent, type MirrorOptions } from '../../src/db/mirror.js'
 import { MEDIA, type ArtifactKey } from '../../src/db/ref.js'
 import { findTools } from '../../src/sandbox/prereqs.js'
+import { freePorts, waitFor } from '../../src/sandbox/proc.js'
+import { canaryScan } from '../../src/trivy/api.js'
 import { blobFile, pushArtifact, rawManifest, startRegistry, type TestRegistry } from './registry-helper.js'
 import { ROOT } from '../helpers.js'
 import { startAuthProxy } from './auth-proxy.js'
@@ -47,11 +49,17 @@ beforeAll(async () => {
   expect(m, out.stdout).toBeTruthy()
   const dbm = await rawManifest(up.addr, REPOS.db, '2')
   pushed.db = { digest: m![1]!, bytes: dbm.bytes, layerDigest: m![2]! }
+  // A javadb.tar.gz the real Trivy client accepts: a bbolt file named trivy-java.db + metadata.json (Version 1).
+  mkdirSync(join(dir, 'java'))
+  copyFileSync(join(dir, 'db', 'trivy.db'), join(dir, 'java', 'trivy-java.db'))
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z')
+  writeFileSync(join(dir, 'java', 'metadata.json'), JSON.stringify({ Version: 1, NextUpdate: now, UpdatedAt: now, DownloadedAt: now }))
+  await execa('tar', ['-czf', join(dir, 'javadb.tar.gz'), '-C', join(dir, 'java'), 'trivy-java.db', 'metadata.json'])
   pushed['java-db'] = await pushArtifact(up.addr, REPOS['java-db'], '1', {
     configType: MEDIA.trivyConfig,
     config: Buffer.from('{}'),
     layerType: MEDIA.javaDbLayer,
-    layer: gzipSync(Buffer.from('synthetic java db '.repeat(5000))),
+    layer: readFileSync(join(dir, 'javadb.tar.gz')),
     title: 'javadb.tar.gz',
     artifactType: MEDIA.trivyConfig,
     annotations: { 'org.opencontainers.image.created': '2026-11-30T06:00:00Z' },
@@ -115,6 +123,36 @@ describe('trivy db mirror', () => {
     expect(r.artifacts.every((a) => a.upToDate && a.copiedBlobs === 0 && a.skippedBlobs === 2 && !a.tagged)).toBe(true)
     expect(events.some((e) => e.type === 'bytes' || (e.type === 'blob' && e.action !== 'present'))).toBe(false)
     expect(events.filter((e) => e.type === 'blob' && e.action === 'present')).toHaveLength(6)
+  })
+
+  it('the real Trivy client downloads the mirrored trivy-db and java-db from the lab registry', async () => {
+    const trivy = findTools().trivy
+    const cache = join(dir, 'trivy-cache')
+    const quiet = ['--cache-dir', cache, '--skip-version-check', '--disable-telemetry', '--quiet']
+    await execa(trivy, ['image', '--download-db-only', '--db-repository', `${lab.addr}/aquasec/trivy-db:2`, ...quiet], { timeout: 60_000 })
+    expect(readFileSync(join(cache, 'db', 'trivy.db')).equals(readFileSync(join(dir, 'db', 'trivy.db')))).toBe(true)
+    await execa(trivy, ['image', '--download-java-db-only', '--java-db-repository', `${lab.addr}/aquasec/trivy-java-db:1`, ...quiet], { timeout: 60_000 })
+    expect(readFileSync(join(cache, 'java-db', 'trivy-java.db')).equals(readFileSync(join(dir, 'java', 'trivy-java.db')))).toBe(true)
+  })
+
+  it('a real `trivy server --db-repository <mirror>` with an empty cache downloads the copy and the canary finds its CVEs', async () => {
+    const [port] = (await freePorts(1)) as [number]
+    const cache = join(dir, 'server-cache')
+    const server = execa(findTools().trivy, ['server', '--listen', `127.0.0.1:${port}`, '--cache-dir', cache, '--db-repository', `${lab.addr}/aquasec/trivy-db:2`], {
+      env: { TRIVY_TOKEN: 'mirror-test-token' },
+      reject: false,
+      stdio: 'ignore',
+    })
+    try {
+      const base = `http://127.0.0.1:${port}`
+      expect(await waitFor(() => fetch(`${base}/healthz`).then((r) => r.ok), 30_000)).toBe(true)
+      const out = await canaryScan({ baseUrl: base, token: 'mirror-test-token', tokenHeader: 'Trivy-Token', timeoutMs: 10_000 })
+      expect(out.kind).toBe('ok')
+      expect(out.kind === 'ok' && out.vulnerabilities.map((v) => v.id).sort()).toEqual(['CVE-2019-1549', 'CVE-2020-1967'])
+    } finally {
+      server.kill('SIGTERM')
+      await server
+    }
   })
 
   it('--to-dir writes an OCI layout and --from-dir pushes it (sneakernet), identical bytes', async () => {
