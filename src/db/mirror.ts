@@ -77,6 +77,16 @@ function parseManifest(m: Manifest, what: string): ManifestJson {
   if (j.mediaType && j.mediaType !== m.mediaType) {
     throw new LabctlError(`${what}: its mediaType field (${j.mediaType}) differs from the one it was served with (${m.mediaType})`, { code: 'BAD_MANIFEST', suggestion: 'the source registry is misbehaving' })
   }
+  // Descriptors come from the source: refuse anything that is not a plain sha256 digest and a size
+  // before it can reach a URL path or a file name.
+  for (const d of [...(j.config ? [j.config] : []), ...(j.layers ?? []), ...(j.manifests ?? [])]) {
+    if (typeof d?.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(d.digest) || !Number.isSafeInteger(d.size) || d.size < 0 || typeof d.mediaType !== 'string') {
+      throw new LabctlError(`${what} has a malformed descriptor (digest ${String(d?.digest).slice(0, 80)})`, { code: 'BAD_MANIFEST', suggestion: 'check the source; labctl copies sha256 digests only' })
+    }
+  }
+  if ((j.layers ?? []).length > 256 || (j.manifests ?? []).length > 64) {
+    throw new LabctlError(`${what} lists too many layers or manifests`, { code: 'BAD_MANIFEST', suggestion: 'check the source reference' })
+  }
   return j
 }
 
@@ -133,7 +143,7 @@ class Reader {
     const json = parseManifest(top, what)
     const children: Tree['children'] = []
     if (isIndex(top.mediaType)) {
-      for (const d of (json.manifests ?? []).slice(0, 64)) {
+      for (const d of json.manifests ?? []) {
         const m = await this.manifest(key, d.digest)
         if (m.digest !== d.digest) throw new DigestMismatchError(`${what} → ${d.digest}`, d.digest, m.digest)
         const cj = parseManifest(m, `${what} → ${d.digest}`)

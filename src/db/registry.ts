@@ -94,7 +94,7 @@ export class RegistryClient {
     return new LabctlError(`registry ${this.o.registry} refused ${what}: not authorized`, {
       code: 'REGISTRY_AUTH',
       suggestion: file
-        ? `check the credentials for ${this.o.registry} in ${file} (docker login / skopeo login; REGISTRY_AUTH_FILE)`
+        ? `check the credentials for ${this.o.registry} in ${file} (docker login / skopeo login; REGISTRY_AUTH_FILE); labctl reads its plain "auths" entries, it does not run credential helpers`
         : `log in first (\`docker login ${this.o.registry}\` or REGISTRY_AUTH_FILE=… skopeo login ${this.o.registry}); labctl reads docker's config.json or REGISTRY_AUTH_FILE`,
     })
   }

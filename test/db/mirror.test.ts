@@ -3,6 +3,7 @@
 // the lab registry. Byte-for-byte copy, a second run that copies nothing, the OCI-layout sneakernet, and a
 // tampered blob that is refused with nothing tagged.
 import { execa } from 'execa'
+import { createHash } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -211,6 +212,18 @@ describe('trivy db mirror', () => {
     } finally {
       writeFileSync(f, orig)
     }
+  })
+
+  it('a layout whose manifest names a non-sha256 digest is refused before any file or URL is built from it', async () => {
+    const bad = join(dir, 'evil')
+    mkdirSync(join(bad, 'blobs/sha256'), { recursive: true })
+    writeFileSync(join(bad, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}')
+    const m = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA.ociManifest, config: { mediaType: MEDIA.trivyConfig, digest: 'sha256:../../../../etc/passwd', size: 2 }, layers: [] }))
+    const d = createHash('sha256').update(m).digest('hex')
+    writeFileSync(join(bad, 'blobs/sha256', d), m)
+    writeFileSync(join(bad, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MEDIA.ociManifest, digest: `sha256:${d}`, size: m.length, annotations: { 'org.opencontainers.image.ref.name': 'trivy-db:2' } }] }))
+    await expect(mirror(opts({ artifacts: ['db'], from: { kind: 'dir', dir: bad }, to: { kind: 'registry', registry: lab.addr, namespace: 'evil' } }))).rejects.toThrow(/malformed descriptor/)
+    expect((await rawManifest(lab.addr, 'evil/trivy-db', '2')).status).toBe(404)
   })
 
   it('a source that is not there is one clear error', async () => {
