@@ -16,6 +16,7 @@ export const UNIT = [
   'test/runbook/parse.test.ts',
   'test/db/mirror.test.ts',
   'test/db/mirror-cli.test.ts',
+  'test/db/parse.test.ts',
 ]
 // Today: test/sandbox/**, test/ssh/** (its own sshd, and the sandbox host), test/runbook/drills.test.ts.
 export const SANDBOX = ['test/**/*.test.ts']

@@ -126,6 +126,14 @@ describe('trivy db mirror', () => {
     expect(events.filter((e) => e.type === 'blob' && e.action === 'present')).toHaveLength(6)
   })
 
+  it('--mount-from: blobs already in another repository of the lab registry are mounted, not uploaded', async () => {
+    const events: MirrorEvent[] = []
+    const r = await mirror(opts({ artifacts: ['java-db'], to: { kind: 'registry', registry: lab.addr, namespace: 'mounted' }, mountFrom: 'aquasec/trivy-java-db', progress: (e) => events.push(e) }))
+    expect(r.artifacts[0]!.tagged).toBe(true)
+    expect(events.filter((e) => e.type === 'blob').map((e) => (e as { action: string }).action)).toEqual(['download', 'download', 'mounted', 'mounted'])
+    expect((await rawManifest(lab.addr, 'mounted/trivy-java-db', '1')).bytes.equals(pushed['java-db']!.bytes)).toBe(true)
+  })
+
   it('the real Trivy client downloads the mirrored trivy-db and java-db from the lab registry', async () => {
     const trivy = findTools().trivy
     const cache = join(dir, 'trivy-cache')
