@@ -243,8 +243,14 @@ export async function loadDb(
       await remote.run(host, ['systemctl', 'stop', t.serviceName], { sudo: true, timeoutMs: 60_000 }).catch(() => undefined)
       for (const s of swapped.reverse()) await sh(ROLLBACK, [t.cacheDir, s.sub, s.prev ?? '', `${t.cacheDir}/${s.sub}.failed-${stamp}`], 60_000).catch(() => undefined)
       const started = await remote.run(host, ['systemctl', 'start', t.serviceName], { sudo: true, timeoutMs: 60_000 }).then((r) => r.code === 0, () => false)
+      // Back in service means answering again (bounded wait), not only a started unit.
+      let answering = false
+      for (const deadline = Date.now() + 30_000; started && !answering && Date.now() < deadline; ) {
+        answering = await getVersion(base, { dispatcher: agent, timeoutMs: 2000 }).then((v) => Boolean(v.VulnerabilityDB), () => false)
+        if (!answering) await new Promise((r) => setTimeout(r, 250))
+      }
       const msg = err instanceof LabctlError ? err.message : oneLine(errorMessage(err))
-      throw new LabctlError(`${msg}; the previous DB was put back${started ? ` and ${t.serviceName} started` : ` but ${t.serviceName} did not start`}`, {
+      throw new LabctlError(`${msg}; the previous DB was put back${started ? ` and ${t.serviceName} started${answering ? ' (answering with it)' : ' (not answering yet)'}` : ` but ${t.serviceName} did not start`}`, {
         code: 'LOAD_ROLLED_BACK',
         suggestion: started ? `the failed copy is kept as ${t.cacheDir}/<db>.failed-${stamp}; read \`labctl trivy logs --host ${host.name} -n 50\`` : `start it: \`labctl trivy restart --host ${host.name}\`, then read \`labctl trivy logs --host ${host.name}\``,
       })

@@ -138,7 +138,7 @@ describe('trivy db load', () => {
     expect((await labctl(['sandbox', 'break', 'restart-fails'], { timeoutMs: 60_000 })).exitCode).toBe(0)
     const r = await labctl(['trivy', 'db', 'load', '--lab', 'sandbox', '--file', await archive('rollback', hoursAgo(4)), '--yes', '--wait', '20'], { timeoutMs: 120_000 })
     expect(r.exitCode, r.stdout + r.stderr).toBe(1)
-    expect(r.stderr).toMatch(/the previous DB was put back and trivy-server started/)
+    expect(r.stderr).toMatch(/the previous DB was put back and trivy-server started \(answering with it\)/)
     expect(await serverUpdatedAt()).toBe(before)
     expect(await hostSha(`${CACHE}/db/trivy.db`)).toBe(beforeDb)
     expect(await leftovers()).toEqual([])
