@@ -29,12 +29,19 @@ want dnsutils         dig
 want openssl          openssl
 want sudo             sudo
 want curl             curl
+want prometheus       promtool   # promtool (alert rule tests) and the lab's Prometheus
+want nftables         nft /usr/sbin/nft
 want golang-go        go /usr/local/go/bin/go
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # No package may start a daemon of its own (Debian's prometheus would listen on 0.0.0.0:9090 under
+  # systemd): the lab starts what it needs itself, on its own addresses.
+  policy=/usr/sbin/policy-rc.d; own_policy=
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null; $SUDO chmod 0755 "$policy"; own_policy=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null || { [ -n "$own_policy" ] && $SUDO rm -f "$policy"; exit 1; }
+  [ -n "$own_policy" ] && $SUDO rm -f "$policy"
 fi
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 

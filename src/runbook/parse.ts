@@ -4,10 +4,12 @@ import { keyPath, locate } from '../yaml-locate.js'
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { basename, extname } from 'node:path'
-import { LineCounter, parseDocument, type Document } from 'yaml'
+import { isScalar, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
-import { UsageError } from '../errors.js'
+import { errorMessage, oneLine, UsageError } from '../errors.js'
 import { splitCommand } from './argv.js'
+import { patternProblem } from './pattern.js'
+import { readOnlyProblem } from './readonly.js'
 import { RunbookSchema, STEP_TYPES, type Condition, type LoadedRunbook, type Runbook } from './schema.js'
 
 export type RunbookProblem = { file: string; line: number; column: number; key: string; message: string }
@@ -79,7 +81,13 @@ export function parseRunbook(text: string, file: string): Runbook {
       }),
     )
   }
-  const data: unknown = doc.toJS()
+  let data: unknown
+  try {
+    // The yaml library refuses an alias bomb (a few lines that expand to millions of nodes) here.
+    data = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    throw new RunbookError([{ file, line: 1, column: 1, key: '', message: `cannot read the YAML: ${oneLine(errorMessage(err), 200)}` }])
+  }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new RunbookError([{ file, line: 1, column: 1, key: '', message: 'a runbook must be a YAML mapping (name:, title:, steps: …)' }])
   }
@@ -97,7 +105,20 @@ export function parseRunbook(text: string, file: string): Runbook {
     throw new RunbookError(sortProblems(problems))
   }
   const rb = parsed.data
-  const problems = checkReferences(rb, problem)
+  /** A bad pattern: where in the pattern, when the scalar is written on one line as it reads. */
+  const patternAt = (path: PropertyKey[], message: string, index: number): RunbookProblem => {
+    const p = problem(path, message)
+    const node = doc.getIn(path as unknown[], true)
+    if (isScalar(node) && node.range && typeof node.value === 'string') {
+      const q = node.type === 'QUOTE_SINGLE' || node.type === 'QUOTE_DOUBLE' ? 1 : 0
+      if (text.slice(node.range[0] + q, node.range[0] + q + node.value.length) === node.value) {
+        const pos = lc.linePos(node.range[0] + q + Math.min(index, node.value.length))
+        return { ...p, line: pos.line, column: pos.col }
+      }
+    }
+    return p
+  }
+  const problems = [...checkReferences(rb, problem), ...checkPatterns(rb, patternAt)]
   const stem = basename(file, extname(file))
   if (stem !== rb.name && !file.startsWith('<')) problems.push(problem(['name'], `"${rb.name}" differs from the file name "${stem}": name the file ${rb.name}.yaml`))
   if (problems.length) throw new RunbookError(sortProblems(problems))
@@ -147,6 +168,10 @@ function checkReferences(rb: Runbook, problem: (path: PropertyKey[], message: st
         const argv = splitCommand(s.run)
         if (argv.length === 0) out.push(problem(['steps', i, 'run'], 'no command'))
         else if (argv[0]!.startsWith('-')) out.push(problem(['steps', i, 'run'], `starts with a flag ("${argv[0]}"): give the labctl command, e.g. trivy validate`))
+        else if (s.type === 'check') {
+          const why = readOnlyProblem(argv)
+          if (why) out.push(problem(['steps', i, 'run'], why))
+        }
       } catch (err) {
         out.push(problem(['steps', i, 'run'], (err as Error).message))
       }
@@ -166,6 +191,32 @@ function checkReferences(rb: Runbook, problem: (path: PropertyKey[], message: st
   })
   rb.drills.forEach((d, i) => {
     for (const c of Array.isArray(d.cause) ? d.cause : [d.cause]) cause(c, ['drills', i, 'cause'])
+  })
+  return out
+}
+
+/** Every pattern (finding name/detail, value matches) must compile to a linear-time matcher. */
+function checkPatterns(rb: Runbook, at: (path: PropertyKey[], message: string, index: number) => RunbookProblem): RunbookProblem[] {
+  const out: RunbookProblem[] = []
+  const check = (source: string | undefined, path: PropertyKey[]): void => {
+    if (source === undefined) return
+    const err = patternProblem(source)
+    if (err) out.push(at(path, `not a usable pattern: ${err.message} (at character ${err.index + 1})`, err.index))
+  }
+  const one = (c: Condition, p: PropertyKey[]): void => {
+    if (c.finding) {
+      check(c.finding.name, [...p, 'finding', 'name'])
+      check(c.finding.detail, [...p, 'finding', 'detail'])
+    }
+    if (c.value) check(c.value.matches, [...p, 'value', 'matches'])
+    if (c.any) walk(c.any, [...p, 'any'])
+    if (c.all) walk(c.all, [...p, 'all'])
+    if (c.not) one(c.not, [...p, 'not'])
+  }
+  const walk = (cs: Condition[], path: PropertyKey[]): void => cs.forEach((c, k) => one(c, [...path, k]))
+  rb.steps.forEach((s, i) => {
+    if (s.type === 'check' && s.retry?.while) walk(s.retry.while, ['steps', i, 'retry', 'while'])
+    if (s.type === 'diagnosis') s.cases.forEach((c, k) => walk(c.when, ['steps', i, 'cases', k, 'when']))
   })
   return out
 }
