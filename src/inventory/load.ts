@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs'
+import { describeReadError, FileReadError, readBoundedText } from '../fs/read-bounded.js'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { LineCounter, parseDocument, type Document } from 'yaml'
 import { keyPath, locate } from '../yaml-locate.js'
@@ -87,13 +87,13 @@ export function loadInventory(sel: Selection): LoadedInventory {
   const src = resolveInventoryPath(sel)
   let text: string
   try {
-    if (statSync(src.path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' })
-    text = readFileSync(src.path, 'utf8')
+    text = readBoundedText(src.path, 'inventory')
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err)
-    const hint =
-      src.how === 'lab'
+    const why = describeReadError(err)
+    const missing = !(err instanceof FileReadError) || err.reason === 'ENOENT'
+    const hint = !missing
+      ? (err as FileReadError).suggestion!
+      : src.how === 'lab'
         ? `create ${src.path} (copy examples/comptech-lab.yaml), or run \`labctl sandbox up\` for the "sandbox" lab`
         : src.how === 'default'
           ? `pass --lab NAME or --config PATH (or set LABCTL_CONFIG), or create ${src.path} from examples/comptech-lab.yaml`

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { gunzipSync } from 'node:zlib'
 import { Agent, request, type Dispatcher } from 'undici'
 import { LabctlError, oneLine } from '../errors.js'
 import { resolveName } from './dns.js'
+import { readBoundedText } from '../fs/read-bounded.js'
 
 export type LabHttpOptions = {
   /** Lab DNS servers: names are resolved there first, then by the system resolver. */
@@ -19,7 +19,7 @@ export type LabHttpOptions = {
  * whose resolver does not know the lab (or the sandbox) still reaches the right address.
  */
 export function labAgent(opts: LabHttpOptions): Agent {
-  const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined
+  const ca = opts.caFile ? readBoundedText(opts.caFile, 'ca-bundle') : undefined
   const servers = opts.dnsServers ?? []
   return new Agent({
     connectTimeout: opts.connectTimeoutMs ?? 5000,

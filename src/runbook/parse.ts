@@ -2,13 +2,13 @@
 // the inventory loader does (the yaml library's LineCounter maps a schema path back to its line).
 import { keyPath, locate } from '../yaml-locate.js'
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { basename, extname } from 'node:path'
 import { LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { UsageError } from '../errors.js'
 import { splitCommand } from './argv.js'
 import { RunbookSchema, STEP_TYPES, type Condition, type LoadedRunbook, type Runbook } from './schema.js'
+import { describeReadError, readBoundedText } from '../fs/read-bounded.js'
 
 export type RunbookProblem = { file: string; line: number; column: number; key: string; message: string }
 
@@ -174,10 +174,10 @@ function checkReferences(rb: Runbook, problem: (path: PropertyKey[], message: st
 export function loadRunbookFile(file: string, source: LoadedRunbook['source']): LoadedRunbook {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readBoundedText(file, 'runbook')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    throw new RunbookError([{ file, line: 0, column: 0, key: '', message: `cannot read the runbook: ${code === 'ENOENT' ? 'no such file' : String(code ?? err)}` }], 'check the path, or see `labctl runbook list`')
+    throw new RunbookError([{ file, line: 0, column: 0, key: '', message: `cannot read the runbook: ${code === 'ENOENT' ? 'no such file' : describeReadError(err)}` }], 'check the path, or see `labctl runbook list`')
   }
   return { runbook: parseRunbook(text, file), file, sha256: createHash('sha256').update(text).digest('hex'), source }
 }

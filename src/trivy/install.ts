@@ -4,7 +4,8 @@
 // downloaded and verified before dpkg sees it; files are written atomically); the end is validate's
 // server-side checks. A second run plans no changes.
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
+import { readBoundedText } from '../fs/read-bounded.js'
 import { isIP } from 'node:net'
 import { dirname, join, posix } from 'node:path'
 import { LabctlError, errorMessage, oneLine } from '../errors.js'
@@ -154,7 +155,7 @@ export function planToken(loaded: LoadedInventory, hostToken: string | undefined
   if (existsSync(path)) {
     const mode = statSync(path).mode & 0o777
     if (mode & 0o077) warnings.push(`${path} is mode ${mode.toString(8).padStart(4, '0')}; token files should be 0600 (chmod 600 ${path})`)
-    const token = readFileSync(path, 'utf8').trim()
+    const token = readBoundedText(path, 'token').trim()
     if (!token || /[\r\n\0\s]/.test(token)) throw new LabctlError(`${path} does not hold a one-line token`, { code: 'BAD_TOKEN', suggestion: `fix ${path} (one line), or run \`labctl trivy rotate-token\`` })
     return { token, path, generated: false, warnings }
   }

@@ -2,7 +2,8 @@
 // token: the server's EnvironmentFile, the Jenkins Secret Text credential, and the workstation's secrets
 // dir. The journal records fingerprints, never the token; the token moves through SFTP and HTTP bodies.
 import { randomBytes } from 'node:crypto'
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs'
+import { describeReadError, readBoundedText } from '../fs/read-bounded.js'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -54,7 +55,7 @@ export function secretsPaths(loaded: LoadedInventory) {
 export function readJournal(loaded: LoadedInventory): Journal | undefined {
   const p = secretsPaths(loaded).journal
   if (!existsSync(p)) return undefined
-  return JSON.parse(readFileSync(p, 'utf8')) as Journal
+  return JSON.parse(readBoundedText(p, 'state')) as Journal
 }
 
 
@@ -83,7 +84,7 @@ export async function checkSecretsDir(dir: string): Promise<void> {
 
 function newToken(o: RotateOptions): string {
   if (!o.tokenFile) return randomBytes(32).toString('base64url')
-  const raw = o.tokenFile === '-' ? (o.readStdin ?? (() => readFileSync(0, 'utf8')))() : readFileSync(o.tokenFile, 'utf8')
+  const raw = o.tokenFile === '-' ? (o.readStdin ?? (() => readBoundedText(0, 'token')))() : readBoundedText(o.tokenFile, 'token')
   const t = raw.trim()
   if (t.length < 32 || !/^[A-Za-z0-9._~-]+$/.test(t)) {
     throw new UsageError('the new token must be at least 32 URL-safe characters (letters, digits, . _ ~ -) on one line', { suggestion: 'omit --token-file to let labctl generate one' })
@@ -97,9 +98,9 @@ function jenkinsApiToken(loaded: LoadedInventory): string | undefined {
   if (!j?.apiTokenFile) return undefined
   const p = inventoryPath(loaded, j.apiTokenFile)
   try {
-    return readFileSync(p, 'utf8').trim()
-  } catch {
-    throw new LabctlError(`cannot read the Jenkins API token file ${p}`, { code: 'NO_JENKINS_TOKEN', suggestion: 'create it (mode 0600) or set LABCTL_JENKINS_API_TOKEN' })
+    return readBoundedText(p, 'jenkins-api-token').trim()
+  } catch (err) {
+    throw new LabctlError(`cannot read the Jenkins API token file ${p}: ${describeReadError(err)}`, { code: 'NO_JENKINS_TOKEN', suggestion: 'create it (mode 0600) or set LABCTL_JENKINS_API_TOKEN' })
   }
 }
 
@@ -139,13 +140,13 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
   const progress = o.progress ?? (() => {})
   await checkSecretsDir(s.dir)
   if (!existsSync(s.token)) throw new LabctlError(`no current token at ${s.token}`, { code: 'NO_TOKEN', suggestion: 'put the token the servers accept there (0600) before rotating' })
-  const oldToken = readFileSync(s.token, 'utf8').trim()
+  const oldToken = readBoundedText(s.token, 'token').trim()
   let journal = readJournal(loaded)
   let token: string
   if (resume) {
     if (!journal || TERMINAL.includes(journal.state)) throw new UsageError('there is no interrupted rotation to resume', { suggestion: 'see `labctl trivy rotate-token --status`' })
     if (!existsSync(s.pending)) throw new LabctlError(`the staged token ${s.pending} is missing: cannot resume`, { suggestion: 'roll back with `labctl trivy rotate-token --rollback`' })
-    token = readFileSync(s.pending, 'utf8').trim()
+    token = readBoundedText(s.pending, 'token').trim()
     if (fingerprint(token) !== journal.newFingerprint) throw new LabctlError('the staged token does not match the journal', { suggestion: 'roll back with `labctl trivy rotate-token --rollback`' })
     progress(`resuming rotation ${journal.id} from state ${journal.state}`)
   } else {
@@ -284,7 +285,7 @@ export async function rollbackRotation(o: RotateOptions): Promise<Journal> {
   const j = readJournal(o.loaded)
   if (!j || TERMINAL.includes(j.state)) throw new UsageError('there is no interrupted rotation to roll back', { suggestion: 'see `labctl trivy rotate-token --status`' })
   const s = secretsPaths(o.loaded)
-  const oldToken = readFileSync(s.token, 'utf8').trim()
+  const oldToken = readBoundedText(s.token, 'token').trim()
   if (fingerprint(oldToken) !== j.oldFingerprint) throw new LabctlError("the current token does not match the journal's old token", { suggestion: 'inspect the secrets dir by hand' })
   const inv = o.loaded.inventory
   const caFile = inv.trivy.caBundle ? inventoryPath(o.loaded, inv.trivy.caBundle) : undefined

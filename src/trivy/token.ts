@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { readFileSync, statSync } from 'node:fs'
+import { statSync } from 'node:fs'
+import { FileReadError, readBoundedText } from '../fs/read-bounded.js'
 import { join } from 'node:path'
 import { LabctlError } from '../errors.js'
 
@@ -11,7 +12,7 @@ export const fingerprint = (token: string): string => `sha256:${createHash('sha2
 function readTokenFile(path: string, warnings: string[]): string {
   const mode = statSync(path).mode & 0o777
   if (mode & 0o077) warnings.push(`${path} is mode ${mode.toString(8).padStart(4, '0')}; token files should be 0600 (chmod 600 ${path})`)
-  return readFileSync(path, 'utf8').trim()
+  return readBoundedText(path, 'token').trim()
 }
 
 /**
@@ -22,10 +23,10 @@ export function loadToken(opts: { tokenFile?: string | undefined; secretsDir: st
   const env = opts.env ?? process.env
   const warnings: string[] = []
   let token: string
-  let from: string
+  let from = opts.tokenFile === '-' ? 'stdin' : opts.tokenFile || (env.TRIVY_TOKEN ? 'TRIVY_TOKEN' : join(opts.secretsDir, 'token'))
   try {
     if (opts.tokenFile === '-') {
-      token = (opts.readStdin ?? (() => readFileSync(0, 'utf8')))().trim()
+      token = (opts.readStdin ?? (() => readBoundedText(0, 'token')))().trim()
       from = 'stdin'
     } else if (opts.tokenFile) {
       token = readTokenFile(opts.tokenFile, warnings)
@@ -39,14 +40,18 @@ export function loadToken(opts: { tokenFile?: string | undefined; secretsDir: st
       from = path
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new LabctlError(`no scanner token: ${code === 'ENOENT' ? `${join(opts.secretsDir, 'token')} does not exist` : `cannot read it (${code ?? 'error'})`}`, {
+    const code = err instanceof FileReadError ? err.reason : (err as NodeJS.ErrnoException).code
+    if (err instanceof FileReadError && code !== 'ENOENT') throw err
+    throw new LabctlError(`no scanner token: ${code === 'ENOENT' ? `${from} does not exist` : `cannot read ${from} (${code ?? 'error'})`}`, {
       code: 'NO_TOKEN',
-      suggestion: `put it in ${join(opts.secretsDir, 'token')} (mode 0600), set TRIVY_TOKEN, or pass --token-file PATH (or - for stdin)`,
+      suggestion: opts.tokenFile ? `check the --token-file path (${opts.tokenFile}), or pass - to read the token from stdin` : `put it in ${join(opts.secretsDir, 'token')} (mode 0600), set TRIVY_TOKEN, or pass --token-file PATH (or - for stdin)`,
     })
   }
   if (!token) throw new LabctlError(`the token from ${from} is empty`, { code: 'NO_TOKEN', suggestion: 'write the token into it (one line)' })
-  if (/[\r\n\0]/.test(token)) throw new LabctlError(`the token from ${from} has more than one line`, { code: 'BAD_TOKEN', suggestion: 'the token must be a single line' })
+  if (token.includes('\0')) throw new LabctlError(`the token from ${from} contains a NUL byte (a binary file?)`, { code: 'BAD_TOKEN', suggestion: 'the token must be one line of printable text' })
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(token)) throw new LabctlError(`the token from ${from} contains control characters`, { code: 'BAD_TOKEN', suggestion: 'the token must be one line of printable text' })
+  if (/[\r\n]/.test(token)) throw new LabctlError(`the token from ${from} has more than one line`, { code: 'BAD_TOKEN', suggestion: 'the token must be a single line' })
   return { token, from, warnings }
 }
 
