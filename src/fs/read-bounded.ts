@@ -11,7 +11,8 @@ const MiB = 1024 * KiB
 
 /** The largest file of each kind labctl accepts, and what it is called in messages. */
 export const FILE_LIMITS: Record<FileKind, { maxBytes: number; label: string }> = {
-  inventory: { maxBytes: 1 * MiB, label: 'inventory' },
+  // A lab's inventory is a few KiB; YAML parsing costs ~5 µs a byte, so the cap bounds the time too.
+  inventory: { maxBytes: 256 * KiB, label: 'inventory' },
   token: { maxBytes: 4 * KiB, label: 'token file' },
   'jenkins-api-token': { maxBytes: 4 * KiB, label: 'Jenkins API token file' },
   // The system bundle (Debian: /etc/ssl/certs/ca-certificates.crt) is ~220 KiB.

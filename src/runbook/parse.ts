@@ -1,6 +1,6 @@
 // Reads a runbook file and rejects what is wrong with it as FILE:LINE:COL: KEY: what is wrong, the way
 // the inventory loader does (the yaml library's LineCounter maps a schema path back to its line).
-import { keyPath, locate } from '../yaml-locate.js'
+import { keyPath, locate, toJsBounded } from '../yaml-locate.js'
 import { createHash } from 'node:crypto'
 import { basename, extname } from 'node:path'
 import { LineCounter, parseDocument, type Document } from 'yaml'
@@ -79,7 +79,7 @@ export function parseRunbook(text: string, file: string): Runbook {
       }),
     )
   }
-  const data: unknown = doc.toJS()
+  const data: unknown = toJsBounded(doc)
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new RunbookError([{ file, line: 1, column: 1, key: '', message: 'a runbook must be a YAML mapping (name:, title:, steps: …)' }])
   }
