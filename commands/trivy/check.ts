@@ -7,6 +7,7 @@ import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/remote.
 import { summarize } from '../../src/trivy/validate.js'
 import { checkLine } from './validate.js'
 import type { CheckResult } from '../../src/checks/types.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type CheckCommandResult = { lab: string; ok: boolean; summary: ReturnType<typeof summarize>; checks: CheckResult[]; hosts: HostCheck[] }
 
@@ -23,7 +24,7 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
     ...sshFlags,
     since: Flags.string({ summary: 'Journal window for the error counts (journalctl --since syntax).', default: '-1h' }),
     prometheus: Flags.string({ summary: 'Also write metrics in node_exporter textfile format to this file.' }),
-    timeout: Flags.integer({ summary: 'Timeout per host in milliseconds.', default: 30_000, min: 100 }),
+    timeout: Flags.integer({ summary: 'Timeout per host in milliseconds.', default: 30_000, min: 100, max: LIMITS.timeoutMs.max }),
   }
 
   async run(): Promise<CheckCommandResult> {

@@ -4,6 +4,7 @@ import { sshFlags } from '../_ssh.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { run } from '../../src/ssh/index.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type ExecResult = { hosts: Array<{ host: string; exitCode: number; stdout: string; stderr: string }> }
 
@@ -15,7 +16,7 @@ service user with TRIVY_CACHE_DIR set to the inventory's cache dir. Exit 3 when 
   )
   static override strict = false
   static override examples = ['<%= config.bin %> trivy exec -- --version', '<%= config.bin %> trivy exec --host trivy-0 -- clean --scan-cache']
-  static override flags = { ...sshFlags, timeout: Flags.integer({ summary: 'Timeout in milliseconds.', default: 300_000, min: 100 }) }
+  static override flags = { ...sshFlags, timeout: Flags.integer({ summary: 'Timeout in milliseconds.', default: 300_000, min: 100, max: LIMITS.timeoutMs.max }) }
 
   async run(): Promise<ExecResult> {
     const { flags, argv } = await this.parse(TrivyExec)

@@ -7,6 +7,7 @@ import { checkLine } from './validate.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { LabctlError, UsageError } from '../../src/errors.js'
 import { firewallSources, installHost, planToken, storeToken, type HostInstallResult } from '../../src/trivy/install.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type InstallCommandResult = {
   lab: string
@@ -48,8 +49,8 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
     upgrade: Flags.boolean({ summary: 'Replace an installed trivy of another version with the pinned one.' }),
     'cloud-init': Flags.string({ summary: 'Render cloud-init user-data (#cloud-config) for a fresh VM into FILE (0600: it holds the token).' }),
     haproxy: Flags.string({ summary: 'Render the HAProxy backend trivy-vm-be and the frontend rule into FILE.' }),
-    wait: Flags.integer({ summary: 'Seconds to wait for /healthz after a (re)start (the first start downloads the DB).', default: 300, min: 1 }),
-    timeout: Flags.integer({ summary: 'Timeout of each remote step in milliseconds.', default: 120_000, min: 1000 }),
+    wait: Flags.integer({ summary: 'Seconds to wait for /healthz after a (re)start (the first start downloads the DB).', default: 300, min: 1, max: LIMITS.waitSeconds.max }),
+    timeout: Flags.integer({ summary: 'Timeout of each remote step in milliseconds.', default: 120_000, min: 1000, max: LIMITS.timeoutMs.max }),
   }
 
   async run(): Promise<InstallCommandResult> {

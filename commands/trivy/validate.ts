@@ -5,6 +5,7 @@ import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { CHECK_NAMES, runValidate, type CheckName, type ValidateResult } from '../../src/trivy/validate.js'
 import type { CheckResult, CheckSpec } from '../../src/checks/types.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 const MARK: Record<CheckResult['status'], string> = { pass: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' }
 
@@ -52,8 +53,8 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
     gate: Flags.string({ summary: 'Severities that fail the --image check.', default: 'HIGH,CRITICAL' }),
     junit: Flags.string({ summary: 'Write a JUnit XML report here (for Jenkins).' }),
     insecure: Flags.boolean({ summary: 'Allow sending the token over plain HTTP to a non-loopback host.' }),
-    timeout: Flags.integer({ summary: 'Per-check timeout in milliseconds.', default: 10_000, min: 100 }),
-    'scan-timeout': Flags.integer({ summary: 'Timeout of the canary and image scans in milliseconds.', default: 60_000, min: 100 }),
+    timeout: Flags.integer({ summary: 'Per-check timeout in milliseconds.', default: 10_000, min: 100, max: LIMITS.timeoutMs.max }),
+    'scan-timeout': Flags.integer({ summary: 'Timeout of the canary and image scans in milliseconds.', default: 60_000, min: 100, max: LIMITS.timeoutMs.max }),
   }
 
   async run(): Promise<ValidateResult> {

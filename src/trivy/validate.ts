@@ -226,6 +226,8 @@ export function planChecks(opts: ValidateOptions): {
           const ageH = (Date.now() - updated.getTime()) / 3_600_000
           const detail = `UpdatedAt ${db.UpdatedAt} (${ageH.toFixed(1)} h ago), NextUpdate ${db.NextUpdate ?? '-'}, DownloadedAt ${db.DownloadedAt ?? '-'}`
           if (Number.isNaN(ageH)) return fail(`unreadable UpdatedAt "${db.UpdatedAt}"`, 'reset the DB')
+          // A DB from the future is not fresh: a wrong clock (server or DB build) or a forged /version. 1 h of skew is tolerated.
+          if (ageH < -1) return fail(`DB UpdatedAt ${db.UpdatedAt} is ${(-ageH).toFixed(1)} h in the future`, 'check the clocks of the server and this machine (timedatectl), then reset the DB if it persists')
           if (ageH > inv.thresholds.dbFreshnessHours) {
             return fail(`DB is stale: ${detail}; SLA ${inv.thresholds.dbFreshnessHours} h`, `check the server's DB updates (mirror reachable?) and run \`${RUNBOOK('db-stale')}\``)
           }
