@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs'
+import { checkOutputPath, writeOutputFile } from '../../src/fs/write-output.js'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_ssh.js'
@@ -29,6 +29,7 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
 
   async run(): Promise<CheckCommandResult> {
     const { flags } = await this.parse(TrivyCheck)
+    if (flags.prometheus) checkOutputPath(flags.prometheus, { flag: '--prometheus' })
     const loaded = this.loadInventory(flags)
     await this.useSsh(flags)
     const hosts = await Promise.all(
@@ -37,8 +38,7 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
     const checks = hosts.flatMap((h) => h.checks)
     const summary = summarize(checks)
     if (flags.prometheus) {
-      writeFileSync(`${flags.prometheus}.tmp`, toPrometheus(hosts))
-      renameSync(`${flags.prometheus}.tmp`, flags.prometheus)
+      writeOutputFile(flags.prometheus, toPrometheus(hosts), { flag: '--prometheus' })
     }
     for (const c of checks) this.log(checkLine({ ...c, name: `${c.host} ${c.name}` }))
     this.log(`\n${summary.fail ? 'FAILED' : 'PASSED'}: ${summary.pass} passed, ${summary.fail} failed${summary.warn ? `, ${summary.warn} warnings` : ''}`)

@@ -86,8 +86,12 @@ export async function httpRequest(
   if (String(res.headers['content-encoding'] ?? '').includes('gzip')) {
     try {
       raw = gunzipSync(raw, { maxOutputLength: max })
-    } catch {
-      /* leave as sent; the caller reports an unreadable body */
+    } catch (err) {
+      // A gzip bomb: say what bounded it (the decompressed size), not the few compressed bytes sent.
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+        throw new LabctlError(`response from ${new URL(url).host} decompresses to more than ${max} bytes (${raw.length} bytes of gzip sent): refused`, { code: 'HTTP_BODY_TOO_LARGE' })
+      }
+      /* otherwise leave as sent; the caller reports an unreadable body */
     }
   }
   return { status: res.statusCode, headers: res.headers, body: raw.toString('utf8'), durationMs: performance.now() - started }
