@@ -31,7 +31,7 @@ function peakRss(pid: number): number | undefined {
 }
 
 /** Runs `labctl ARGS` from dist/ with a 192 MB heap cap; killed after `killAfterMs`. */
-export function runLabctl(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string | Buffer | 'inherit-devzero'; killAfterMs?: number } = {}): Promise<CliRun> {
+export function runLabctl(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin?: string | Buffer; killAfterMs?: number; sigintAfterMs?: number } = {}): Promise<CliRun> {
   const bin = join(ROOT, 'bin', 'run.js')
   if (!existsSync(join(ROOT, 'dist'))) throw new Error('build first: npm run -s build (the hostile CLI cases run dist/)')
   const env = {
@@ -48,7 +48,7 @@ export function runLabctl(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin
   return new Promise((resolveRun) => {
     const child = spawn(process.execPath, ['--max-old-space-size=192', bin, ...args], {
       env,
-      stdio: [opts.stdin === 'inherit-devzero' ? 'pipe' : 'pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     })
     let stdout = ''
     let stderr = ''
@@ -68,12 +68,14 @@ export function runLabctl(args: string[], opts: { env?: NodeJS.ProcessEnv; stdin
       killed = true
       child.kill('SIGKILL')
     }, opts.killAfterMs ?? 20_000)
+    const interrupter = opts.sigintAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGINT'), opts.sigintAfterMs)
     child.stdin.on('error', () => {})
     if (typeof opts.stdin === 'string' || Buffer.isBuffer(opts.stdin)) child.stdin.end(opts.stdin)
     else child.stdin.end()
     child.on('close', (code) => {
       clearInterval(sampler)
       clearTimeout(killer)
+      clearTimeout(interrupter)
       resolveRun({ code: killed ? 'killed' : (code ?? -1), stdout, stderr, ms: performance.now() - started, peakRssMb: peak })
     })
   })
@@ -113,7 +115,7 @@ export function expectContract(r: CliRun, e: Expect): void {
     // Capped: a few lines, never one per problem of a huge input.
     expect(r.stderr.split('\n').length, ctx).toBeLessThanOrEqual(30)
   } else if (e.code === 3) {
-    expect(all, ctx).toMatch(/next: \S/)
+    expect(all, ctx).toMatch(/next: \S|"fix": "\S/)
   }
   expect(r.ms, ctx).toBeLessThan(e.withinMs ?? 15_000)
   expect(r.peakRssMb, ctx).toBeLessThan(e.maxRssMb ?? 300)
