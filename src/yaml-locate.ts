@@ -3,6 +3,17 @@
 import { UsageError } from './errors.js'
 import { isMap, isScalar, isSeq, type Document, type LineCounter, type Node as YamlNode, type Pair, type YAMLMap } from 'yaml'
 
+/** At most this many problems of a file are listed; the rest are counted. */
+export const MAX_LISTED_PROBLEMS = 20
+
+/** The detail lines under a file's first problem: problems 2..20, then "… and M more problems". */
+export function problemDetails(lines: readonly string[], total = lines.length): string[] {
+  const out = lines.slice(1, MAX_LISTED_PROBLEMS)
+  const rest = total - MAX_LISTED_PROBLEMS
+  if (rest > 0) out.push(`… and ${rest} more problem${rest > 1 ? 's' : ''}`)
+  return out
+}
+
 /** `a.b[2].c` for a schema path. */
 export function keyPath(path: ReadonlyArray<PropertyKey>): string {
   return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '')

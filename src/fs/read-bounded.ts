@@ -26,6 +26,8 @@ export const FILE_LIMITS: Record<FileKind, { maxBytes: number; label: string }> 
 
 /** How long a FIFO may take to deliver its content (a writer that never writes must not hang labctl). */
 const FIFO_DEADLINE_MS = 2000
+/** stdin (`--token-file -`) may come from a slower producer (a password manager asking for a passphrase). */
+const STDIN_DEADLINE_MS = 30_000
 
 export function formatBytes(n: number): string {
   if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`
@@ -118,13 +120,16 @@ export function readBounded(path: string | 0, kind: FileKind, opts: { maxBytes?:
   try {
     const st = fstatSync(fd)
     const bad = typeOf(st)
-    if (bad && !(path === 0 && st.isCharacterDevice() && isatty(0))) {
+    // stdin may be a terminal, a pipe or a socket (what a parent process hands over); a named file may not.
+    const stdinStream = path === 0 && ((st.isCharacterDevice() && isatty(0)) || st.isSocket())
+    if (bad && !stdinStream) {
       throw fail(bad === 'a directory' ? 'EISDIR' : 'ENOTREG', `is ${bad}, not a file`)
     }
     if (st.isFile() && st.size > max) throw fail('EFBIG', `larger than ${formatBytes(max)} (the limit for one ${FILE_LIMITS[kind].label})`)
     const chunks: Buffer[] = []
     let total = 0
-    const deadline = performance.now() + FIFO_DEADLINE_MS
+    const waitMs = path === 0 ? STDIN_DEADLINE_MS : FIFO_DEADLINE_MS
+    const deadline = performance.now() + waitMs
     const buf = Buffer.allocUnsafe(64 * KiB)
     for (;;) {
       let n: number
@@ -133,7 +138,7 @@ export function readBounded(path: string | 0, kind: FileKind, opts: { maxBytes?:
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
         if (code === 'EAGAIN' || code === 'EWOULDBLOCK') {
-          if (performance.now() > deadline) throw fail('ETIMEDOUT', `nothing more arrived within ${FIFO_DEADLINE_MS} ms (a pipe whose writer is silent)`)
+          if (performance.now() > deadline) throw fail('ETIMEDOUT', `nothing more arrived within ${waitMs} ms (a pipe whose writer is silent)`)
           sleepSync(5)
           continue
         }

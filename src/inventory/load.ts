@@ -1,7 +1,9 @@
 import { describeReadError, FileReadError, readBoundedText } from '../fs/read-bounded.js'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { LineCounter, parseDocument, type Document } from 'yaml'
-import { createLocator, duplicateKeys, keyPath, toJsBounded, YamlAliasBombError } from '../yaml-locate.js'
+import { createLocator, duplicateKeys, keyPath, MAX_LISTED_PROBLEMS, problemDetails, toJsBounded, YamlAliasBombError } from '../yaml-locate.js'
+
+export { MAX_LISTED_PROBLEMS }
 import type { z } from 'zod'
 import { UsageError } from '../errors.js'
 import { labsDir, xdgDir } from '../paths.js'
@@ -28,9 +30,6 @@ export function resolveInventoryPath(sel: Selection): InventorySource {
 
 export type InventoryProblem = { file: string; line: number; column: number; key: string; message: string }
 
-/** At most this many problems are listed; the rest are counted ("… and M more"). */
-export const MAX_LISTED_PROBLEMS = 20
-
 export class InventoryError extends UsageError {
   /** The problems found, sorted by position (at most MAX_KEPT_PROBLEMS; `total` counts them all). */
   readonly problems: InventoryProblem[]
@@ -44,8 +43,10 @@ export class InventoryError extends UsageError {
     })
     this.problems = problems
     this.total = total
-    this.details = problems.slice(1, MAX_LISTED_PROBLEMS).map((p) => `${p.file}:${p.line}:${p.column}: ${p.key ? `${p.key}: ` : ''}${p.message}`)
-    if (total > MAX_LISTED_PROBLEMS) this.details.push(`… and ${total - MAX_LISTED_PROBLEMS} more problem${total - MAX_LISTED_PROBLEMS > 1 ? 's' : ''}`)
+    this.details = problemDetails(
+      problems.slice(0, MAX_LISTED_PROBLEMS).map((p) => `${p.file}:${p.line}:${p.column}: ${p.key ? `${p.key}: ` : ''}${p.message}`),
+      total,
+    )
   }
 }
 

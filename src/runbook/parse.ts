@@ -1,6 +1,6 @@
 // Reads a runbook file and rejects what is wrong with it as FILE:LINE:COL: KEY: what is wrong, the way
 // the inventory loader does (the yaml library's LineCounter maps a schema path back to its line).
-import { keyPath, locate, toJsBounded } from '../yaml-locate.js'
+import { createLocator, duplicateKeys, keyPath, MAX_LISTED_PROBLEMS, problemDetails, toJsBounded } from '../yaml-locate.js'
 import { createHash } from 'node:crypto'
 import { basename, extname } from 'node:path'
 import { LineCounter, parseDocument, type Document } from 'yaml'
@@ -24,7 +24,7 @@ export class RunbookError extends UsageError {
     const more = problems.length > 1 ? ` (+${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : ''
     super(`${fmt(first)}${more}`, { code: 'BAD_RUNBOOK', suggestion })
     this.problems = problems
-    this.details = problems.slice(1).map(fmt)
+    this.details = problemDetails(problems.slice(0, MAX_LISTED_PROBLEMS).map(fmt), problems.length)
   }
 }
 
@@ -64,10 +64,12 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document): { message: strin
 /** Parses and checks one runbook document; throws a RunbookError listing every problem. */
 export function parseRunbook(text: string, file: string): Runbook {
   const lc = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+  // uniqueKeys is checked in linear time below (yaml's own check is quadratic in the number of keys).
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false })
+  const loc = createLocator(doc, lc)
   const problem = (path: PropertyKey[], message: string, extraKey?: string, atValue = true): RunbookProblem => ({
     file,
-    ...locate(doc, path, lc, extraKey, atValue),
+    ...loc(path, extraKey, atValue),
     key: keyPath(extraKey === undefined ? path : [...path, extraKey]),
     message,
   })
@@ -78,6 +80,10 @@ export function parseRunbook(text: string, file: string): Runbook {
         return { file, line: pos.line, column: pos.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` }
       }),
     )
+  }
+  const dups = duplicateKeys(doc)
+  if (dups.length > 0) {
+    throw new RunbookError(dups.map((d) => ({ file, ...(({ line, col }) => ({ line, column: col }))(lc.linePos(d.offset)), key: '', message: `YAML: map keys must be unique ("${d.key}" is repeated)` })))
   }
   const data: unknown = toJsBounded(doc)
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {

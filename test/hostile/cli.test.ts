@@ -160,6 +160,8 @@ const runbooks: Case[] = [
   { name: 'runbook missing', args: () => ['runbook', 'show', join(WORK, 'missing-rb.yaml')], code: 2, match: /no such file/ },
   { name: 'runbook is a directory', args: () => ['runbook', 'show', `${join(WORK, 'adir')}/`], code: 2, match: /is a directory/ },
   { name: 'runbook binary garbage', args: () => ['runbook', 'show', file('garbage-rb.yaml', Buffer.from(Array.from({ length: 2048 }, (_, i) => (i * 131) % 256)))], code: 2, match: /YAML|mapping|runbook/ },
+  { name: 'runbook of 400 KiB of unknown keys: capped, linear', args: () => ['runbook', 'show', file('unknown-rb.yaml', `name: unknown-rb\n${Array.from({ length: 40_000 }, (_, i) => `k${i}: 1`).join('\n')}\n`)], code: 2, match: /\(\+\d{4,} more problems\)[\s\S]*… and \d+ more problems/ },
+  { name: 'runbook with 5000 duplicate keys', args: () => ['runbook', 'show', file('dups-rb.yaml', `${Array.from({ length: 5000 }, () => 'name: again').join('\n')}\n`)], code: 2, match: /"name" is repeated/ },
   { name: 'runbook name with terminal escapes', args: () => ['runbook', 'show', 'db\u001b[31m-stale'], code: 2, match: /not a runbook name/ },
 ]
 
