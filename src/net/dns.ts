@@ -32,10 +32,10 @@ const TYPE = { A: 1, CNAME: 5, AAAA: 28 } as const
 const CLASS_IN = 1
 const MAX_HOPS = 8
 
-/** "10.0.0.53", "127.0.0.1:5353", "::1" or "[::1]:53" → address and port. */
+/** "10.0.0.53", "127.0.0.1:5353", "::1", "[::1]" or "[::1]:53" → address and port. */
 export function parseServer(server: string): { host: string; port: number } {
-  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(server)
-  if (v6) return { host: v6[1]!, port: Number(v6[2]) }
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(server)
+  if (v6) return { host: v6[1]!, port: v6[2] ? Number(v6[2]) : 53 }
   const v4 = /^([\d.]+):(\d+)$/.exec(server)
   if (v4) return { host: v4[1]!, port: Number(v4[2]) }
   return { host: server, port: 53 }

@@ -229,3 +229,14 @@ describe('hostile TLS peers, in process', () => {
     })
   }
 })
+
+describe('DNS server addresses', () => {
+  it('every form the schema accepts is parsed to the right address and port', async () => {
+    const { parseServer } = await import('../../src/net/dns.js')
+    expect(parseServer('10.0.0.53')).toEqual({ host: '10.0.0.53', port: 53 })
+    expect(parseServer('10.0.0.53:5353')).toEqual({ host: '10.0.0.53', port: 5353 })
+    expect(parseServer('fd00::53')).toEqual({ host: 'fd00::53', port: 53 })
+    expect(parseServer('[fd00::53]')).toEqual({ host: 'fd00::53', port: 53 })
+    expect(parseServer('[fd00::53]:5353')).toEqual({ host: 'fd00::53', port: 5353 })
+  })
+})
