@@ -6,24 +6,41 @@ set -euo pipefail
 cd "$LABCTL_ROOT"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
-# 1. System packages (the sandbox's real parts).
+# 1. System packages (the sandbox's real parts). One line per package: `want PACKAGE CHECK...`, where a
+#    CHECK is a command on PATH or an absolute path; the package is installed when no CHECK is found.
 need_pkgs=()
-command -v haproxy  >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
-command -v dnsmasq  >/dev/null || [ -x /usr/sbin/dnsmasq ] || need_pkgs+=(dnsmasq-base)
-command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
-command -v skopeo   >/dev/null || need_pkgs+=(skopeo)
-[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
-command -v ssh      >/dev/null || need_pkgs+=(openssh-client)
-command -v dig      >/dev/null || need_pkgs+=(dnsutils)
-command -v openssl  >/dev/null || need_pkgs+=(openssl)
-command -v sudo     >/dev/null || need_pkgs+=(sudo)
-command -v curl     >/dev/null || need_pkgs+=(curl)
-command -v go       >/dev/null || [ -x /usr/local/go/bin/go ] || need_pkgs+=(golang-go)
+want() {
+  local pkg=$1 c; shift
+  for c in "$@"; do
+    case $c in
+      /*) [ -x "$c" ] && return 0 ;;
+      *) command -v "$c" >/dev/null && return 0 ;;
+    esac
+  done
+  need_pkgs+=("$pkg")
+}
+want haproxy          haproxy /usr/sbin/haproxy
+want dnsmasq-base     dnsmasq /usr/sbin/dnsmasq
+want docker-registry  docker-registry /usr/bin/docker-registry
+want skopeo           skopeo
+want openssh-server   /usr/sbin/sshd
+want openssh-client   ssh
+want dnsutils         dig
+want openssl          openssl
+want sudo             sudo
+want curl             curl
+want prometheus       promtool   # promtool (alert rule tests) and the lab's Prometheus
+want golang-go        go /usr/local/go/bin/go
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # No package may start a daemon of its own (Debian's prometheus would listen on 0.0.0.0:9090 under
+  # systemd): the lab starts what it needs itself, on its own addresses.
+  policy=/usr/sbin/policy-rc.d; own_policy=
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null; $SUDO chmod 0755 "$policy"; own_policy=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null || { [ -n "$own_policy" ] && $SUDO rm -f "$policy"; exit 1; }
+  [ -n "$own_policy" ] && $SUDO rm -f "$policy"
 fi
 command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
 
@@ -39,11 +56,17 @@ if [ "$node_major" -lt 22 ]; then
 fi
 say "node $(node --version)"
 
-# 3. npm dependencies and the build (TypeScript + oclif manifest + JSON Schema).
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "npm install (from package-lock.json)"
-  # Not `npm ci`: npm 11 rejects this lock for listing only this platform's optional packages.
-  npm install --no-save --no-audit --no-fund >/dev/null
+# 3. npm dependencies (exactly the lock, npm's own `npm ci`) when node_modules is missing or older than
+#    package-lock.json, then the build (TypeScript + esbuild bundle + oclif manifest + JSON Schema).
+#    A node_modules that is a symlink (a worktree sharing another checkout's) is left alone: `npm ci`
+#    would empty the shared directory under whoever else uses it.
+if [ -L node_modules ]; then
+  if [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    say "node_modules is a symlink to $(readlink node_modules): not reinstalling it although package-lock.json is newer (run npm ci there)"
+  fi
+elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "npm ci (from package-lock.json)"
+  npm ci --no-audit --no-fund >/dev/null
 fi
 say "build"
 npm run -s build >/dev/null

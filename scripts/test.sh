@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README, CI): installs what the tests need, builds, then runs every test —
-# unit, in-process, and against a real sandbox lab started by the tests themselves.
+# The test command (README, CI): installs what the tests need, builds, then runs every tier — unit (no
+# sandbox) first, then sandbox (against a real sandbox lab started by the tests themselves); none is
+# skipped. Extra arguments go to vitest (e.g. `--project unit`, or a test file).
 set -euo pipefail
 here=$(dirname "${BASH_SOURCE[0]}")
 "$here/setup.sh"
@@ -12,7 +13,7 @@ set +e
 vitest run --reporter=default --reporter=json --outputFile="$report" "$@"
 rc=$?
 set -e
-# A plain closing line any CI reads: "N passed, N failed".
-node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""))' "$report" || true
+# One line per tier, then a plain closing line any CI reads: "tests: N passed, N failed".
+node "$here/test-summary.mjs" "$report" || true
 rm -f "$report"
 exit $rc

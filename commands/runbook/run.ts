@@ -39,10 +39,12 @@ export default class RunbookRun extends LabctlCommand<RunbookRunResult> {
 its JSON; diagnoses branch on what the checks found and name the cause; actions ask before they change anything
 (--yes answers yes); manual steps show instructions and wait for a confirmation (with --yes and no terminal they
 are recorded as "acknowledged"). A failed step stops the run unless the runbook says otherwise.
-  --dry-run   runs the read-only checks and the diagnosis, then only plans the actions
+  --dry-run   runs the checks and the diagnosis, then only plans the actions and manual steps; check steps
+              are read-only by construction (the parser refuses a check whose command may change state)
   --resume    continues the newest unfinished run of NAME (interrupted, failed, or waiting for a confirmation)
 State: $XDG_STATE_HOME/labctl/runbooks/RUN-ID/state.json. The transcript (Markdown and JSON, secrets redacted)
-goes next to it, or to --transcript DIR as RUN-ID.md and RUN-ID.json.
+goes next to it, or to --transcript DIR as RUN-ID.md and RUN-ID.json (DIR: an existing directory, or a new
+one in an existing directory). Ctrl-C ends the run after the current step (exit 130; twice: at once).
 Exit: 0 completed, 3 a required check still fails (the problem persists), 2 a confirmation was needed (or a
 broken runbook), 1 a step could not run or an action failed, 130 interrupted (resume with --resume).`,
   )
@@ -56,10 +58,10 @@ broken runbook), 1 a step could not run or an action failed, 130 interrupted (re
   static override args = { name: Args.string({ required: true, description: 'runbook name (see `labctl runbook list`) or path to a runbook file' }) }
   static override flags = {
     host: Flags.string({ summary: 'Only this scanner host: passed to every step as --host.', env: 'LABCTL_HOST' }),
-    'dry-run': Flags.boolean({ summary: 'Run the read-only checks and the diagnosis; plan the actions without running them.' }),
+    'dry-run': Flags.boolean({ summary: 'Run only the (read-only) checks and the diagnosis; plan the actions and manual steps.' }),
     resume: Flags.boolean({ summary: 'Continue the newest unfinished run of this runbook where it stopped.' }),
     'run-id': Flags.string({ summary: 'With --resume: the run to continue (default: the newest unfinished one).', dependsOn: ['resume'] }),
-    transcript: Flags.string({ summary: 'Write the evidence transcript to this directory (RUN-ID.md and RUN-ID.json).' }),
+    transcript: Flags.string({ summary: 'Write the evidence transcript to this directory (RUN-ID.md and RUN-ID.json); created if its parent exists.' }),
     var: Flags.string({ summary: 'A value for a {{placeholder}} of the runbook, KEY=VALUE (repeatable).', multiple: true }),
   }
 

@@ -4,6 +4,7 @@ import { sshFlags } from '../_ssh.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { run } from '../../src/ssh/index.js'
+import { quietTrivyAssignments } from '../../src/trivy/quiet.js'
 import { LIMITS } from '../../src/inventory/schema.js'
 
 /** Limits of one remote trivy command line (one SSH exec request, quoted). */
@@ -40,7 +41,7 @@ service user with TRIVY_CACHE_DIR set to the inventory's cache dir. Exit 3 when 
     const inv = loaded.inventory
     const result: ExecResult = { hosts: [] }
     for (const h of selectHosts(inv, flags.host)) {
-      const r = await run(h, ['env', `TRIVY_CACHE_DIR=${inv.trivy.cacheDir}`, 'TRIVY_NO_PROGRESS=true', 'trivy', ...args], {
+      const r = await run(h, ['env', `TRIVY_CACHE_DIR=${inv.trivy.cacheDir}`, ...quietTrivyAssignments(), 'trivy', ...args], {
         user: inv.trivy.serviceUser,
         timeoutMs: flags.timeout,
         signal: this.abort.signal,

@@ -1,4 +1,4 @@
-import { chmodSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
@@ -6,6 +6,7 @@ import { sshFlags } from '../_ssh.js'
 import { checkLine } from './validate.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { LabctlError, UsageError } from '../../src/errors.js'
+import { writePrivateFile } from '../../src/private-file.js'
 import { firewallSources, installHost, planToken, storeToken, type HostInstallResult } from '../../src/trivy/install.js'
 import { LIMITS } from '../../src/inventory/schema.js'
 
@@ -76,8 +77,7 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
         const check = checkCloudConfig(text)
         if (!check.ok) throw new LabctlError(`the rendered cloud-init does not pass its schema: ${check.problems.join('; ')}`, { suggestion: 'this is a labctl bug: report it' })
         const file = resolve(flags['cloud-init'])
-        writeFileSync(file, text, { mode: 0o600 })
-        chmodSync(file, 0o600)
+        writePrivateFile(file, text)
         rendered.cloudInit = file
         this.log(`wrote ${file}: cloud-init user-data for ${host.name} (trivy ${inv.trivy.version}); it holds the token: keep it private`)
       }

@@ -11,13 +11,14 @@
  *   works can only be checked where it is used.
  *
  * The secret, the API token and the password never appear in an error, a message or a result: every
- * text taken from a response is redacted (`***`) and shortened, and every error leaving this module
+ * text taken from a response is redacted (src/redact.ts) and shortened, and every error leaving this module
  * is scrubbed once more on the way out.
  */
 import { XMLBuilder, XMLParser, XMLValidator } from 'fast-xml-parser'
 import type { Agent, Dispatcher } from 'undici'
 import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
 import { describeNetError, httpRequest, labAgent, type HttpResult } from '../net/http.js'
+import { redactError, redactText, redactUserinfo } from '../redact.js'
 
 export const STRING_CREDENTIALS_CLASS = 'org.jenkinsci.plugins.plaincredentials.impl.StringCredentialsImpl'
 
@@ -415,30 +416,9 @@ function stripQuery(url: string): string {
 // ---------------------------------------------------------------------------------------------
 // Redaction
 
-/** The spellings a value may take when a server echoes it: raw, XML/HTML-escaped, JSON, URL-encoded, flattened. */
-function spellings(value: string): string[] {
-  const xml = value.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-  const forms = [
-    value,
-    xml,
-    xml.replace(/"/g, '&quot;').replace(/'/g, '&apos;'),
-    xml.replace(/"/g, '&quot;').replace(/'/g, '&#39;'),
-    xml.replace(/"/g, '&#34;').replace(/'/g, '&#39;'),
-    xml.replace(/\r/g, '&#13;'),
-    JSON.stringify(value).slice(1, -1),
-    encodeURIComponent(value),
-    new URLSearchParams({ v: value }).toString().slice(2),
-    value.replace(/\s+/g, ' ').trim(),
-  ]
-  return forms.filter((f) => f.trim().length > 0)
-}
-
-/** Replaces every spelling of every sensitive value with `***` (longest first). */
+/** Replaces every spelling of every sensitive value with the one redaction marker (the one redactor). */
 export function redactSecrets(text: string, values: readonly string[]): string {
-  const forms = [...new Set(values.filter((v) => v.length > 0).flatMap(spellings))].sort((a, b) => b.length - a.length)
-  let out = text
-  for (const f of forms) out = out.split(f).join('***')
-  return out
+  return redactText(text, values)
 }
 
 const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' }
@@ -611,7 +591,7 @@ function parseBaseUrl(url: string): URL {
     u = new URL(url)
   } catch {
     // Shown without any user info, which may hold a token.
-    throw new UsageError(`bad Jenkins URL "${oneLine(url.replace(/\/\/[^/]*@/, '//***@'), 120)}"`, { suggestion: 'Give the Jenkins root URL, e.g. https://jenkins.example.com/' })
+    throw new UsageError(`bad Jenkins URL "${oneLine(redactUserinfo(url), 120)}"`, { suggestion: 'Give the Jenkins root URL, e.g. https://jenkins.example.com/' })
   }
   // Not echoed: user info in a URL is usually a token.
   if (u.username || u.password) throw new UsageError('the Jenkins URL must not contain a user or password', { suggestion: 'Give the user and API token separately' })
@@ -622,15 +602,6 @@ function parseBaseUrl(url: string): URL {
 }
 
 /** Redacts sensitive values from an error's message, stack, suggestion, details and causes (in place). */
-function scrub(err: unknown, sensitive: readonly string[], depth = 0): unknown {
-  if (!(err instanceof Error) || depth > 5) return typeof err === 'string' ? redactSecrets(err, sensitive) : err
-  const r = (t: string): string => redactSecrets(t, sensitive)
-  err.message = r(err.message)
-  if (err.stack) err.stack = r(err.stack)
-  if (err instanceof LabctlError) {
-    if (err.suggestion !== undefined) Object.defineProperty(err, 'suggestion', { value: r(err.suggestion) })
-    err.details = err.details.map(r)
-  }
-  if (err.cause !== undefined) err.cause = scrub(err.cause, sensitive, depth + 1)
-  return err
+function scrub(err: unknown, sensitive: readonly string[]): unknown {
+  return redactError(err, sensitive)
 }

@@ -1,5 +1,7 @@
 // Command lines in runbooks: `run: trivy validate --only dns,tls` reads like what an operator types.
 // Split like a shell would (single and double quotes, backslash), never expanded or run by a shell.
+import { quoteArg } from '../ssh/quote.js'
+
 
 /** Splits a command string into an argv; a leading `labctl` is dropped (the runbook always runs labctl). */
 export function splitCommand(cmd: string | string[]): string[] {
@@ -43,7 +45,7 @@ function tokenize(s: string): string[] {
 
 /** Shows an argv as one copy-pasteable line. */
 export function showCommand(argv: string[]): string {
-  return argv.map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ')
+  return argv.map(quoteArg).join(' ')
 }
 
 const VAR_RE = /\{\{\s*([A-Za-z][A-Za-z0-9_-]*)\s*\}\}/g

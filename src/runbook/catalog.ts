@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UsageError } from '../errors.js'
+import { LabctlError, UsageError } from '../errors.js'
 import { xdgDir } from '../paths.js'
 import { loadRunbookFile, RunbookError, type RunbookProblem } from './parse.js'
 import type { LoadedRunbook } from './schema.js'
@@ -14,7 +14,12 @@ export function projectRoot(from = dirname(fileURLToPath(import.meta.url))): str
   for (;;) {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'runbooks'))) return dir
     const up = dirname(dir)
-    if (up === dir) throw new Error(`labctl: cannot find the project root (package.json and runbooks/) above ${from}`)
+    if (up === dir) {
+      throw new LabctlError(`cannot find labctl's own runbooks (a package.json next to runbooks/) above ${from}`, {
+        code: 'NO_RUNBOOKS_DIR',
+        suggestion: 'reinstall labctl, or point LABCTL_RUNBOOKS_DIR at a directory of runbooks',
+      })
+    }
     dir = up
   }
 }

@@ -1,6 +1,7 @@
 // What diagnoses branch on: the findings of the check steps (one entry per check of `trivy validate` /
 // `trivy check`, the unit and pin of `trivy status`, the error of a command that could not run), their
 // exit codes, outcomes, and any value in their JSON.
+import { compilePattern, type MatchBudget, type Pattern } from './pattern.js'
 import type { Condition, FindingMatch } from './schema.js'
 
 export type FindingStatus = 'pass' | 'warn' | 'fail' | 'skip'
@@ -74,30 +75,59 @@ export function valuesAt(json: unknown, path: string): unknown[] {
   return cur
 }
 
-const re = (p: string): RegExp => new RegExp(p, 'i')
 const list = <T>(v: T | T[]): T[] => (Array.isArray(v) ? v : [v])
 
-export function matchFinding(f: Finding, m: FindingMatch): boolean {
-  if (m.check !== undefined && !list(m.check).includes(f.check)) return false
-  if (!list(m.status ?? 'fail').includes(f.status)) return false
-  if (m.name !== undefined && !re(m.name).test(f.name)) return false
-  if (m.host !== undefined && f.host !== m.host) return false
-  if (m.detail !== undefined && !re(m.detail).test(f.detail)) return false
-  return true
+/**
+ * How much matching one evaluation (a diagnosis, a retry's `while:`) may do, in automaton steps: with
+ * linear-time patterns this bounds the time (well under a second) whatever the steps printed.
+ */
+export const CONDITION_BUDGET = 50_000_000
+
+/** A finding matcher with its patterns compiled once. */
+function findingMatcher(m: FindingMatch, budget: MatchBudget): (f: Finding) => boolean {
+  const name: Pattern | undefined = m.name !== undefined ? compilePattern(m.name) : undefined
+  const detail: Pattern | undefined = m.detail !== undefined ? compilePattern(m.detail) : undefined
+  const checks = m.check !== undefined ? list(m.check) : undefined
+  const statuses = list(m.status ?? 'fail')
+  return (f) => {
+    if (checks !== undefined && !checks.includes(f.check)) return false
+    if (!statuses.includes(f.status)) return false
+    if (m.host !== undefined && f.host !== m.host) return false
+    if (name !== undefined && !name.test(f.name, budget)) return false
+    if (detail !== undefined && !detail.test(f.detail, budget)) return false
+    return true
+  }
+}
+
+export function matchFinding(f: Finding, m: FindingMatch, budget: MatchBudget = { left: CONDITION_BUDGET }): boolean {
+  return findingMatcher(m, budget)(f)
 }
 
 export type ConditionContext = {
   results: Record<string, StepResult>
   /** Finding conditions without a step read this step only (retry `while:`), else every check step. */
   self?: string
+  /** Shared by every pattern matched in this evaluation (default: a fresh CONDITION_BUDGET). */
+  budget?: MatchBudget
 }
 
+const poolOf = (m: FindingMatch, ctx: ConditionContext): Finding[] => {
+  const step = m.step ?? ctx.self
+  return step !== undefined ? (ctx.results[step]?.findings ?? []) : Object.values(ctx.results).filter((r) => r.type === 'check').flatMap((r) => r.findings)
+}
+
+/**
+ * Whether a condition holds. Patterns are matched in linear time within ctx.budget; a PatternError
+ * (a pattern the parser would refuse) or a BudgetExceededError (too much text) is thrown, never a hang.
+ */
 export function evaluate(c: Condition, ctx: ConditionContext): boolean {
+  return evalIn(c, { ...ctx, budget: ctx.budget ?? { left: CONDITION_BUDGET } })
+}
+
+function evalIn(c: Condition, ctx: ConditionContext & { budget: MatchBudget }): boolean {
   if (c.finding) {
-    const m = c.finding
-    const step = m.step ?? ctx.self
-    const pool = step !== undefined ? (ctx.results[step]?.findings ?? []) : Object.values(ctx.results).filter((r) => r.type === 'check').flatMap((r) => r.findings)
-    return pool.some((f) => matchFinding(f, m))
+    const match = findingMatcher(c.finding, ctx.budget)
+    return poolOf(c.finding, ctx).some(match)
   }
   if (c.exit) {
     const r = ctx.results[c.exit.step]
@@ -111,31 +141,31 @@ export function evaluate(c: Condition, ctx: ConditionContext): boolean {
     const v = c.value
     const r = ctx.results[v.step]
     if (!r) return false
+    const matches = v.matches !== undefined ? compilePattern(v.matches) : undefined
     return valuesAt(r.json, v.path).some((x) => {
       if (v.equals !== undefined) return x === v.equals || str(x) === str(v.equals)
-      if (v.matches !== undefined) return re(v.matches).test(str(x))
+      if (matches !== undefined) return matches.test(str(x), ctx.budget)
       return x !== undefined && x !== null && x !== false && x !== ''
     })
   }
-  if (c.any) return c.any.some((x) => evaluate(x, ctx))
-  if (c.all) return c.all.every((x) => evaluate(x, ctx))
-  if (c.not) return !evaluate(c.not, ctx)
+  if (c.any) return c.any.some((x) => evalIn(x, ctx))
+  if (c.all) return c.all.every((x) => evalIn(x, ctx))
+  if (c.not) return !evalIn(c.not, ctx)
   return false
 }
 
-export const evaluateAll = (cs: Condition[], ctx: ConditionContext): boolean => cs.every((c) => evaluate(c, ctx))
+export const evaluateAll = (cs: Condition[], ctx: ConditionContext): boolean => {
+  const c2 = { ...ctx, budget: ctx.budget ?? { left: CONDITION_BUDGET } }
+  return cs.every((c) => evalIn(c, c2))
+}
 
 /** The findings that made a set of conditions true: the evidence a diagnosis cites. */
 export function evidence(cs: Condition[], ctx: ConditionContext): Finding[] {
   const out: Finding[] = []
+  const c2 = { ...ctx, budget: ctx.budget ?? { left: CONDITION_BUDGET } }
   const walk = (c: Condition): void => {
-    if (c.finding) {
-      const m = c.finding
-      const step = m.step ?? ctx.self
-      const pool = step !== undefined ? (ctx.results[step]?.findings ?? []) : Object.values(ctx.results).filter((r) => r.type === 'check').flatMap((r) => r.findings)
-      out.push(...pool.filter((f) => matchFinding(f, m)))
-    }
-    c.any?.filter((x) => evaluate(x, ctx)).forEach(walk)
+    if (c.finding) out.push(...poolOf(c.finding, c2).filter(findingMatcher(c.finding, c2.budget)))
+    c.any?.filter((x) => evalIn(x, c2)).forEach(walk)
     c.all?.forEach(walk)
   }
   cs.forEach(walk)

@@ -1,12 +1,14 @@
 // Reads a runbook file and rejects what is wrong with it as FILE:LINE:COL: KEY: what is wrong, the way
 // the inventory loader does (the yaml library's LineCounter maps a schema path back to its line).
-import { createLocator, duplicateKeys, keyPath, MAX_LISTED_PROBLEMS, problemDetails, toJsBounded } from '../yaml-locate.js'
+import { createLocator, duplicateKeys, keyPath, MAX_LISTED_PROBLEMS, problemDetails } from '../yaml-locate.js'
 import { createHash } from 'node:crypto'
 import { basename, extname } from 'node:path'
-import { LineCounter, parseDocument, type Document } from 'yaml'
+import { isScalar, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
-import { UsageError } from '../errors.js'
+import { errorMessage, oneLine, UsageError } from '../errors.js'
 import { splitCommand } from './argv.js'
+import { patternProblem } from './pattern.js'
+import { readOnlyProblem } from './readonly.js'
 import { RunbookSchema, STEP_TYPES, type Condition, type LoadedRunbook, type Runbook } from './schema.js'
 import { describeReadError, readBoundedText } from '../fs/read-bounded.js'
 
@@ -85,7 +87,13 @@ export function parseRunbook(text: string, file: string): Runbook {
   if (dups.length > 0) {
     throw new RunbookError(dups.map((d) => ({ file, ...(({ line, col }) => ({ line, column: col }))(lc.linePos(d.offset)), key: '', message: `YAML: map keys must be unique ("${d.key}" is repeated)` })))
   }
-  const data: unknown = toJsBounded(doc)
+  let data: unknown
+  try {
+    // The yaml library refuses an alias bomb (a few lines that expand to millions of nodes) here.
+    data = doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    throw new RunbookError([{ file, line: 1, column: 1, key: '', message: `cannot read the YAML: ${oneLine(errorMessage(err), 200)}` }])
+  }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
     throw new RunbookError([{ file, line: 1, column: 1, key: '', message: 'a runbook must be a YAML mapping (name:, title:, steps: …)' }])
   }
@@ -103,7 +111,20 @@ export function parseRunbook(text: string, file: string): Runbook {
     throw new RunbookError(sortProblems(problems))
   }
   const rb = parsed.data
-  const problems = checkReferences(rb, problem)
+  /** A bad pattern: where in the pattern, when the scalar is written on one line as it reads. */
+  const patternAt = (path: PropertyKey[], message: string, index: number): RunbookProblem => {
+    const p = problem(path, message)
+    const node = doc.getIn(path as unknown[], true)
+    if (isScalar(node) && node.range && typeof node.value === 'string') {
+      const q = node.type === 'QUOTE_SINGLE' || node.type === 'QUOTE_DOUBLE' ? 1 : 0
+      if (text.slice(node.range[0] + q, node.range[0] + q + node.value.length) === node.value) {
+        const pos = lc.linePos(node.range[0] + q + Math.min(index, node.value.length))
+        return { ...p, line: pos.line, column: pos.col }
+      }
+    }
+    return p
+  }
+  const problems = [...checkReferences(rb, problem), ...checkPatterns(rb, patternAt)]
   const stem = basename(file, extname(file))
   if (stem !== rb.name && !file.startsWith('<')) problems.push(problem(['name'], `"${rb.name}" differs from the file name "${stem}": name the file ${rb.name}.yaml`))
   if (problems.length) throw new RunbookError(sortProblems(problems))
@@ -153,6 +174,10 @@ function checkReferences(rb: Runbook, problem: (path: PropertyKey[], message: st
         const argv = splitCommand(s.run)
         if (argv.length === 0) out.push(problem(['steps', i, 'run'], 'no command'))
         else if (argv[0]!.startsWith('-')) out.push(problem(['steps', i, 'run'], `starts with a flag ("${argv[0]}"): give the labctl command, e.g. trivy validate`))
+        else if (s.type === 'check') {
+          const why = readOnlyProblem(argv)
+          if (why) out.push(problem(['steps', i, 'run'], why))
+        }
       } catch (err) {
         out.push(problem(['steps', i, 'run'], (err as Error).message))
       }
@@ -172,6 +197,32 @@ function checkReferences(rb: Runbook, problem: (path: PropertyKey[], message: st
   })
   rb.drills.forEach((d, i) => {
     for (const c of Array.isArray(d.cause) ? d.cause : [d.cause]) cause(c, ['drills', i, 'cause'])
+  })
+  return out
+}
+
+/** Every pattern (finding name/detail, value matches) must compile to a linear-time matcher. */
+function checkPatterns(rb: Runbook, at: (path: PropertyKey[], message: string, index: number) => RunbookProblem): RunbookProblem[] {
+  const out: RunbookProblem[] = []
+  const check = (source: string | undefined, path: PropertyKey[]): void => {
+    if (source === undefined) return
+    const err = patternProblem(source)
+    if (err) out.push(at(path, `not a usable pattern: ${err.message} (at character ${err.index + 1})`, err.index))
+  }
+  const one = (c: Condition, p: PropertyKey[]): void => {
+    if (c.finding) {
+      check(c.finding.name, [...p, 'finding', 'name'])
+      check(c.finding.detail, [...p, 'finding', 'detail'])
+    }
+    if (c.value) check(c.value.matches, [...p, 'value', 'matches'])
+    if (c.any) walk(c.any, [...p, 'any'])
+    if (c.all) walk(c.all, [...p, 'all'])
+    if (c.not) one(c.not, [...p, 'not'])
+  }
+  const walk = (cs: Condition[], path: PropertyKey[]): void => cs.forEach((c, k) => one(c, [...path, k]))
+  rb.steps.forEach((s, i) => {
+    if (s.type === 'check' && s.retry?.while) walk(s.retry.while, ['steps', i, 'retry', 'while'])
+    if (s.type === 'diagnosis') s.cases.forEach((c, k) => walk(c.when, ['steps', i, 'cases', k, 'when']))
   })
   return out
 }

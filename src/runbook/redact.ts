@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
-export const REDACTED = '[REDACTED]'
+export { REDACTED } from '../redact.js'
 
 /** Token-like values from the secrets dir (small single-line files) and the environment. */
 export function collectSecrets(secretsDir: string | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
@@ -37,28 +37,5 @@ export function collectSecrets(secretsDir: string | undefined, env: NodeJS.Proce
   return [...out].sort((a, b) => b.length - a.length)
 }
 
-const PATTERNS: Array<[RegExp, string]> = [
-  [/\b(TRIVY_TOKEN\s*=\s*)("[^"]*"|'[^']*'|\S+)/g, `$1${REDACTED}`],
-  [/(^|\s)(--token(?:\s+|=))(?!-)(\S+)/g, `$1$2${REDACTED}`],
-  [/\b((?:Trivy-Token|Authorization|X-Trivy-Token)\s*:\s*)(?:Bearer\s+|Basic\s+)?(\S+)/gi, `$1${REDACTED}`],
-]
-
-export function redactText(text: string, secrets: readonly string[]): string {
-  let out = text
-  for (const s of secrets) if (s) out = out.split(s).join(REDACTED)
-  for (const [re, rep] of PATTERNS) out = out.replace(re, rep)
-  return out
-}
-
-const SECRET_KEY = /^(token|secret|password|apiToken|api_token|newToken|oldToken)$/i
-
-/** Deep copy of a JSON value with secrets redacted in every string (and under secret-looking keys). */
-export function redactJson<T>(value: T, secrets: readonly string[]): T {
-  const walk = (v: unknown, key?: string): unknown => {
-    if (typeof v === 'string') return key && SECRET_KEY.test(key) && v ? REDACTED : redactText(v, secrets)
-    if (Array.isArray(v)) return v.map((x) => walk(x))
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]))
-    return v
-  }
-  return walk(value) as T
-}
+// The one redactor (src/redact.ts) does the work; this module only collects what to redact.
+export { redactJson, redactText } from '../redact.js'

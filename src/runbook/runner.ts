@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { projectRoot } from './catalog.js'
-import type { Runner } from './engine.js'
+import type { Runner } from './engine-types.js'
 
 /** The labctl to run: $LABCTL_BIN, else this project's bin/run.js under the running Node.js. */
 export function labctlCommand(env: NodeJS.ProcessEnv = process.env): string[] {

@@ -1,10 +1,11 @@
 // One state file per run, $XDG_STATE_HOME/labctl/runbooks/RUN-ID/state.json, rewritten (atomically)
 // before and after every step: an interrupted or failed run can be resumed where it stopped.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { LabctlError } from '../errors.js'
+import { errorMessage, LabctlError } from '../errors.js'
 import { xdgDir } from '../paths.js'
+import { writePrivateFile } from '../private-file.js'
 import type { Finding, StepResult } from './conditions.js'
 import type { StepType } from './schema.js'
 
@@ -93,17 +94,25 @@ export function newRunId(name: string, now: Date): string {
 
 export const runDir = (root: string, runId: string): string => join(root, runId)
 
-export function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`
-  writeFileSync(tmp, text, { mode: 0o600 })
-  renameSync(tmp, path)
+/** Creates a directory labctl keeps run records in (0700); a LabctlError naming it when it cannot. */
+export function ensurePrivateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new LabctlError(`cannot create the directory ${dir}: ${code === 'EACCES' ? 'permission denied' : code === 'ENOSPC' ? 'no space left on the device' : code === 'EEXIST' || code === 'ENOTDIR' ? 'a part of the path is a file, not a directory' : (code ?? errorMessage(err))}`, {
+      code: 'LOCAL_WRITE',
+      suggestion: `check the path and its permissions (or set XDG_STATE_HOME to a writable directory), then rerun`,
+    })
+  }
 }
 
+/** Writes the run's state (0600, atomically); a LabctlError naming the file when it cannot. */
 export function saveState(root: string, state: RunState): string {
   const dir = runDir(root, state.runId)
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  ensurePrivateDir(dir)
   const path = join(dir, 'state.json')
-  writeAtomic(path, `${JSON.stringify(state, null, 2)}\n`)
+  writePrivateFile(path, `${JSON.stringify(state, null, 2)}\n`)
   return path
 }
 

@@ -1,9 +1,10 @@
 // The evidence transcript of a run, for the incident record: JSON for tools, Markdown for people.
 // Everything in it went through redaction first (the state it is made from is redacted).
-import { mkdirSync } from 'node:fs'
+import { accessSync, constants, mkdirSync, statSync, type Stats } from 'node:fs'
 import { dirname } from 'node:path'
-import type { RunState, StepRecord } from './state.js'
-import { writeAtomic } from './state.js'
+import { UsageError } from '../errors.js'
+import { writePrivateFile } from '../private-file.js'
+import { ensurePrivateDir, type RunState, type StepRecord } from './state.js'
 
 export type Transcript = {
   runbook: string
@@ -89,8 +90,53 @@ export function transcriptMarkdown(t: Transcript): string {
 }
 
 export function writeTranscript(t: Transcript, paths: { markdown: string; json: string }): void {
-  mkdirSync(dirname(paths.markdown), { recursive: true, mode: 0o700 })
-  mkdirSync(dirname(paths.json), { recursive: true, mode: 0o700 })
-  writeAtomic(paths.json, `${JSON.stringify(t, null, 2)}\n`)
-  writeAtomic(paths.markdown, transcriptMarkdown(t))
+  ensurePrivateDir(dirname(paths.markdown))
+  ensurePrivateDir(dirname(paths.json))
+  writePrivateFile(paths.json, `${JSON.stringify(t, null, 2)}\n`)
+  writePrivateFile(paths.markdown, transcriptMarkdown(t))
+}
+
+const kindOf = (s: Stats): string => (s.isCharacterDevice() ? 'a character device' : s.isBlockDevice() ? 'a block device' : s.isFIFO() ? 'a FIFO' : s.isSocket() ? 'a socket' : 'a file')
+const TRANSCRIPT_HINT = 'give a directory for RUN-ID.md and RUN-ID.json (an existing one, or a new one in an existing directory), e.g. --transcript ./incident-42'
+
+/**
+ * Makes sure the --transcript directory can take the transcript before a run starts (nothing runs
+ * otherwise): an existing writable directory, or a new one whose parent exists (created, 0700). A
+ * device, a file, a missing parent or no permission is a usage error (exit 2) naming the path.
+ */
+export function prepareTranscriptDir(dir: string): void {
+  const fail = (what: string, suggestion = TRANSCRIPT_HINT): never => {
+    throw new UsageError(`the transcript directory ${dir} (--transcript) ${what}`, { code: 'BAD_TRANSCRIPT_DIR', suggestion })
+  }
+  const code = (err: unknown): string | undefined => (err as NodeJS.ErrnoException).code
+  let st: Stats | undefined
+  try {
+    st = statSync(dir)
+  } catch (err) {
+    if (code(err) === 'ENOTDIR') fail('is under a file, not a directory')
+    if (code(err) === 'EACCES') fail('cannot be reached: permission denied')
+    if (code(err) !== 'ENOENT') fail(`cannot be used: ${code(err) ?? String(err)}`)
+  }
+  if (st) {
+    if (!st.isDirectory()) fail(`is ${kindOf(st)}, not a directory`)
+    try {
+      accessSync(dir, constants.W_OK | constants.X_OK)
+    } catch {
+      fail('is not writable', `give a directory you can write to, or fix its permissions (ls -ld ${dir})`)
+    }
+    return
+  }
+  const parent = dirname(dir)
+  let pst: Stats | undefined
+  try {
+    pst = statSync(parent)
+  } catch {
+    fail(`does not exist, nor does its parent ${parent}`, `create it first (mkdir -p ${dir}), or give an existing directory`)
+  }
+  if (!pst!.isDirectory()) fail(`cannot be created: its parent ${parent} is ${kindOf(pst!)}`)
+  try {
+    mkdirSync(dir, { mode: 0o700 })
+  } catch (err) {
+    fail(`cannot be created: ${code(err) === 'EACCES' ? 'permission denied' : code(err) === 'ENOSPC' ? 'no space left on the device' : (code(err) ?? String(err))}`, `give a directory you can write to, or create it first (mkdir -p ${dir})`)
+  }
 }

@@ -1,24 +1,14 @@
-import { accessSync, constants, existsSync, readlinkSync } from 'node:fs'
-import { delimiter, join } from 'node:path'
+import { existsSync, readlinkSync } from 'node:fs'
+import { join } from 'node:path'
 import { LabctlError } from '../errors.js'
 import { xdgDir } from '../paths.js'
+import { which } from '../which.js'
 import { TRIVY_VERSION } from './layout.js'
 
 const SETUP = './scripts/setup.sh'
 
-export function which(cmd: string, extra: string[] = []): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin', ...extra]
-  for (const d of dirs) {
-    const p = join(d, cmd)
-    try {
-      accessSync(p, constants.X_OK)
-      return p
-    } catch {
-      /* next */
-    }
-  }
-  return undefined
-}
+// Kept as an export of this module for the sandbox's callers; the product uses src/which.ts.
+export { which }
 
 function missing(what: string, install: string): LabctlError {
   return new LabctlError(`missing prerequisite: ${what}`, { code: 'MISSING_PREREQUISITE', suggestion: `run \`${SETUP}\` (or \`${install}\`)` })

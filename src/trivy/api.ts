@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici'
 import { z } from 'zod'
 import { oneLine } from '../errors.js'
 import { httpRequest, type HttpResult } from '../net/http.js'
-import { redact } from './token.js'
+import { redactText } from '../redact.js'
 
 /** What `GET /version` answers. VulnerabilityDB is absent when the server has no usable DB. */
 export const VersionSchema = z.object({
@@ -32,11 +32,12 @@ export function describeAnswer(res: HttpResult, secrets: string[] = []): string 
   const type = String(res.headers['content-type'] ?? '')
   const body = bodyText(res)
   if (res.status === 503 && /<html|no server is available/i.test(body)) return 'backend down: HAProxy answered 503 (no healthy Trivy server behind it)'
-  if (res.status >= 300 && res.status < 400) return `HTTP ${res.status} redirect to ${oneLine(redact(String(res.headers.location ?? '(no Location header)'), secrets), 200)} (labctl does not follow redirects: point the URL at the final address)`
+  if (res.status >= 300 && res.status < 400) return `HTTP ${res.status} redirect to ${oneLine(redactText(String(res.headers.location ?? '(no Location header)'), secrets), 200)} (labctl does not follow redirects: point the URL at the final address)`
   if (res.status === 502 || res.status === 504) return `backend error: the edge answered ${res.status} (Trivy did not answer HAProxy in time or reset the connection)`
+  // Everything taken from the answer (a title, a body) may echo the request: redacted, then shortened.
   const title = /<title>([^<]*)<\/title>/i.exec(body)?.[1]
-  const snippet = title ? `HTML page "${title}"` : type.includes('html') ? 'an HTML page' : `"${oneLine(redact(body, secrets), 160)}"`
-  return `HTTP ${res.status} with ${snippet}`
+  const snippet = title ? `HTML page "${oneLine(redactText(title, secrets), 160)}"` : type.includes('html') ? 'an HTML page' : `"${oneLine(redactText(body, secrets), 160)}"`
+  return redactText(`HTTP ${res.status} with ${snippet}`, secrets)
 }
 
 export function parseJsonAnswer<T>(res: HttpResult, schema: z.ZodType<T>, what: string): T {

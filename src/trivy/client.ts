@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { oneLine } from '../errors.js'
-import { which } from '../sandbox/prereqs.js'
-import { redact } from './token.js'
+import { redactText } from '../redact.js'
+import { which } from '../which.js'
+import { QUIET_TRIVY_ENV } from './quiet.js'
 
-/** Keeps the client from phoning home: both are needed, or it looks up its update server. */
-const QUIET_ENV = { TRIVY_NO_PROGRESS: 'true', TRIVY_SKIP_VERSION_CHECK: 'true', TRIVY_DISABLE_TELEMETRY: 'true' }
 
 /** The local trivy client: LABCTL_TRIVY_BIN, else `trivy` on PATH. */
 export function findTrivyClient(env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -16,7 +15,7 @@ export function findTrivyClient(env: NodeJS.ProcessEnv = process.env): string | 
 
 export async function clientVersion(bin: string, timeoutMs = 10_000): Promise<string> {
   const { execa } = await import('execa')
-  const r = await execa(bin, ['version', '--format', 'json'], { timeout: timeoutMs, env: QUIET_ENV })
+  const r = await execa(bin, ['version', '--format', 'json'], { timeout: timeoutMs, env: { ...QUIET_TRIVY_ENV } })
   return z.object({ Version: z.string() }).parse(JSON.parse(r.stdout)).Version
 }
 
@@ -50,7 +49,7 @@ export async function scanImage(opts: {
     HOME: cache,
     TRIVY_TOKEN: opts.token,
     TRIVY_TOKEN_HEADER: opts.tokenHeader,
-    ...QUIET_ENV,
+    ...QUIET_TRIVY_ENV,
   }
   if (opts.caFile) env.SSL_CERT_FILE = opts.caFile
   if (opts.proxyUrl) env.HTTPS_PROXY = opts.proxyUrl
@@ -62,7 +61,7 @@ export async function scanImage(opts: {
       { env, extendEnv: false, timeout: opts.timeoutMs + 5000, reject: false, ...(opts.signal ? { cancelSignal: opts.signal } : {}) },
     )
     if (r.exitCode !== 0) {
-      const err = redact(String(r.stderr ?? ''), [opts.token])
+      const err = redactText(String(r.stderr ?? ''), [opts.token])
       const unauthorized = /401|unauthenticated|invalid token/i.test(err)
       const line = err.split('\n').reverse().find((l) => /FATAL|error/i.test(l)) ?? err.split('\n').filter(Boolean).at(-1) ?? `exit ${r.exitCode}`
       return { ok: false, unauthorized, detail: oneLine(r.timedOut ? `trivy image timed out after ${opts.timeoutMs} ms` : line, 400) }

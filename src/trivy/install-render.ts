@@ -1,10 +1,12 @@
 // What `labctl trivy install` wants on a scanner host, as text: the package source, the env file, the
 // systemd unit, the firewall rules and the HAProxy route. Pure functions, shared by the SSH install, the
 // cloud-init renderer and the tests.
-import { createHash } from 'node:crypto'
 import { isIP } from 'node:net'
 import { UsageError } from '../errors.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
+import { QUIET_TRIVY_ENV, quietTrivyPairs } from './quiet.js'
+import { fingerprint } from './token.js'
+import { REDACTED, redactUserinfo } from '../redact.js'
 
 /** Aqua's release asset, per version; {arch} is the release's name for the host's architecture. */
 export const DEFAULT_PACKAGE_URL = 'https://github.com/aquasecurity/trivy/releases/download/v{version}/trivy_{version}_Linux-{arch}.deb'
@@ -83,10 +85,8 @@ export const MANAGED_ENV_KEYS = [
   'TRIVY_CACHE_DIR',
   'TRIVY_CACHE_BACKEND',
   'TRIVY_DB_REPOSITORY',
-  'TRIVY_SKIP_VERSION_CHECK',
-  'TRIVY_DISABLE_TELEMETRY',
-  'TRIVY_NO_PROGRESS',
-] as const
+  ...Object.keys(QUIET_TRIVY_ENV),
+] as readonly string[]
 
 /** The managed settings in file order. The server reads them as its flags (TRIVY_LISTEN = --listen, …). */
 export function desiredEnv(inv: Inventory, host: ScannerHost, token: string): Array<[string, string]> {
@@ -98,14 +98,12 @@ export function desiredEnv(inv: Inventory, host: ScannerHost, token: string): Ar
     ['TRIVY_CACHE_DIR', t.cacheDir],
     ['TRIVY_CACHE_BACKEND', t.cacheBackend],
     ...(t.dbRepositories.length ? ([['TRIVY_DB_REPOSITORY', t.dbRepositories.join(',')]] as Array<[string, string]>) : []),
-    // Never phone home: no version check, no telemetry.
-    ['TRIVY_SKIP_VERSION_CHECK', 'true'],
-    ['TRIVY_DISABLE_TELEMETRY', 'true'],
-    ['TRIVY_NO_PROGRESS', 'true'],
+    // Never phone home: no version check, no telemetry (the one quiet-trivy list).
+    ...quietTrivyPairs(),
   ]
   for (const [k, v] of env) {
     // systemd's EnvironmentFile= would need quoting for these; the inventory never needs them.
-    if (!v || /[\s"'\\$`]/.test(v)) throw new UsageError(`${k} would be "${k === 'TRIVY_TOKEN' ? '***' : v}": values with spaces, quotes, backslashes or $ are not supported in ${t.envFile}`, { suggestion: 'fix the inventory value' })
+    if (!v || /[\s"'\\$`]/.test(v)) throw new UsageError(`${k} would be "${k === 'TRIVY_TOKEN' ? REDACTED : redactUserinfo(v)}": values with spaces, quotes, backslashes or $ are not supported in ${t.envFile}`, { suggestion: 'fix the inventory value' })
   }
   return env
 }
@@ -141,7 +139,6 @@ export function unmanagedKeys(text: string | undefined): string[] {
   return (text ?? '').split('\n').map((l) => KEY_RE.exec(l)?.[1]).filter((k): k is string => Boolean(k) && !managed.has(k!))
 }
 
-export const fingerprint = (secret: string): string => `sha256:${createHash('sha256').update(secret).digest('hex').slice(0, 12)}`
 
 /** An env file safe to show: secrets replaced by their fingerprint, passwords in URLs masked. */
 export function maskEnv(text: string): string {
@@ -151,8 +148,8 @@ export function maskEnv(text: string): string {
       const m = /^(\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=)(.*)$/.exec(line)
       if (!m) return line
       const [, lhs, key, value] = m as unknown as [string, string, string, string]
-      if (/TOKEN$|PASSWORD|SECRET|_KEY$/.test(key) && !/HEADER$/.test(key)) return `${lhs}*** (${fingerprint(value)})`
-      return `${lhs}${value.replace(/\/\/[^@/\s]*@/, '//***@')}`
+      if (/TOKEN$|PASSWORD|SECRET|_KEY$/.test(key) && !/HEADER$/.test(key)) return `${lhs}${REDACTED} (${fingerprint(value)})`
+      return `${lhs}${redactUserinfo(value)}`
     })
     .join('\n')
 }
@@ -164,42 +161,75 @@ export function unitPath(inv: Inventory): string {
   return `/etc/systemd/system/${name}`
 }
 
+/**
+ * The sandboxing every labctl-managed unit gets (the Trivy server and the exporter): read-only system,
+ * no home, no devices, no privilege gain. `readWritePaths` are the only writable places.
+ */
+export function hardeningDirectives(readWritePaths: string[]): string[] {
+  return [
+    'NoNewPrivileges=true',
+    'ProtectSystem=strict',
+    ...(readWritePaths.length ? [`ReadWritePaths=${readWritePaths.join(' ')}`] : []),
+    'PrivateTmp=true',
+    'ProtectHome=true',
+    'PrivateDevices=true',
+    'ProtectKernelTunables=true',
+    'ProtectKernelModules=true',
+    'ProtectControlGroups=true',
+    'RestrictSUIDSGID=true',
+    'LockPersonality=true',
+    'UMask=0027',
+  ]
+}
+
+export type ServiceUnit = {
+  /** Comment lines at the top, each starting with "#". */
+  header: string[]
+  description: string
+  documentation?: string
+  user: string
+  /** [Service] lines before the hardening (ExecStart=, Restart=, …) and after it (limits, extra sandboxing). */
+  service: string[]
+  readWritePaths: string[]
+  after?: string[]
+}
+
+/** A simple service unit with labctl's hardening, for every unit labctl renders (Trivy, the exporter). */
+export function renderServiceUnit(u: ServiceUnit): string {
+  return [
+    ...u.header,
+    '[Unit]',
+    `Description=${u.description}`,
+    ...(u.documentation ? [`Documentation=${u.documentation}`] : []),
+    'Wants=network-online.target',
+    'After=network-online.target',
+    '',
+    '[Service]',
+    'Type=simple',
+    `User=${u.user}`,
+    `Group=${u.user}`,
+    ...u.service,
+    ...hardeningDirectives(u.readWritePaths),
+    ...(u.after ?? []),
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n')
+}
+
 /** The hardened unit: settings come from the EnvironmentFile (root 0600), so argv shows no secret. */
 export function renderUnit(inv: Inventory): string {
   const t = inv.trivy
-  return `# Managed by \`labctl trivy install\` (lab ${inv.name}): edits by hand are reverted by the next install.
-[Unit]
-Description=Trivy vulnerability scanner server (trivy server, pinned ${t.version})
-Documentation=https://trivy.dev/
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=simple
-User=${t.serviceUser}
-Group=${t.serviceUser}
-EnvironmentFile=${t.envFile}
-ExecStart=/usr/bin/trivy server
-Restart=on-failure
-RestartSec=5
-TimeoutStopSec=30
-NoNewPrivileges=true
-ProtectSystem=strict
-ReadWritePaths=${t.cacheDir}
-PrivateTmp=true
-ProtectHome=true
-PrivateDevices=true
-ProtectKernelTunables=true
-ProtectKernelModules=true
-ProtectControlGroups=true
-RestrictSUIDSGID=true
-LockPersonality=true
-UMask=0027
-LimitNOFILE=65536
-
-[Install]
-WantedBy=multi-user.target
-`
+  return renderServiceUnit({
+    header: [`# Managed by \`labctl trivy install\` (lab ${inv.name}): edits by hand are reverted by the next install.`],
+    description: `Trivy vulnerability scanner server (trivy server, pinned ${t.version})`,
+    documentation: 'https://trivy.dev/',
+    user: t.serviceUser,
+    service: [`EnvironmentFile=${t.envFile}`, 'ExecStart=/usr/bin/trivy server', 'Restart=on-failure', 'RestartSec=5', 'TimeoutStopSec=30'],
+    readWritePaths: [t.cacheDir],
+    after: ['LimitNOFILE=65536'],
+  })
 }
 
 /** A line diff (LCS): "- old" and "+ new" lines, unchanged lines left out. */
@@ -293,8 +323,14 @@ export function haproxyFrontendRules(inv: Inventory): string[] {
   return [`acl trivy_vm_host req.hdr(host),field(1,:) -i ${name}`, `use_backend ${HAPROXY_BACKEND} if trivy_vm_host`]
 }
 
-/** The HAProxy edge's part: the frontend rule for the public name (to paste) and the backend (loadable as is). */
-export function renderHaproxy(inv: Inventory, hosts: ScannerHost[]): string {
+/** Where the edge's HAProxy serves its own Prometheus metrics (scraped as job "haproxy-edge"). */
+export const HAPROXY_METRICS_BIND = '127.0.0.1:8405'
+
+/**
+ * The HAProxy edge's part: the frontend rule for the public name (to paste), the backend and a metrics
+ * frontend with HAProxy's built-in Prometheus exporter (both loadable as is).
+ */
+export function renderHaproxy(inv: Inventory, hosts: ScannerHost[], opts: { metricsBind?: string } = {}): string {
   const name = new URL(inv.trivy.publicUrl).hostname
   return `# Rendered by \`labctl trivy install --haproxy\` (lab ${inv.name}): the Trivy scanner on the HAProxy edge.
 # 1. In the frontend that terminates TLS for ${name}, add these rules (uncommented):
@@ -311,5 +347,15 @@ backend ${HAPROXY_BACKEND}
   # scans of big images take time; /healthz and /version are unauthenticated, scans carry ${inv.trivy.tokenHeader}
   timeout server 300s
 ${hosts.map((h) => `  server ${h.name} ${backendAddress(h)} check`).join('\n')}
+
+# 3. HAProxy's own Prometheus exporter (haproxy_backend_http_responses_total{proxy="${HAPROXY_BACKEND}",code="5xx"}
+#    feeds the TrivyEdge5xxRateHigh alert of monitoring/labctl-trivy.rules.yml). Bind it where the
+#    monitoring node reaches it, and let only that node through the edge firewall.
+frontend labctl-edge-metrics
+  mode http
+  bind ${opts.metricsBind ?? HAPROXY_METRICS_BIND}
+  no log
+  http-request use-service prometheus-exporter if { path /metrics }
+  http-request return status 404 content-type text/plain string "metrics are at /metrics" if !{ path /metrics }
 `
 }

@@ -3,23 +3,23 @@
 // changes only what differs, in an order where a failure leaves nothing half-done (the package is
 // downloaded and verified before dpkg sees it; files are written atomically); the end is validate's
 // server-side checks. A second run plans no changes.
-import { randomBytes } from 'node:crypto'
-import { existsSync, statSync } from 'node:fs'
-import { readBoundedText } from '../fs/read-bounded.js'
+import { existsSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { dirname, join, posix } from 'node:path'
 import { LabctlError, errorMessage, oneLine } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
-import { labAgent } from '../net/http.js'
 import { run, writeFile } from '../ssh/index.js'
 import { sections } from './remote.js'
 import { writePrivateFile } from '../private-file.js'
-import { getHealthz } from './api.js'
+import { edgeBase, trivyAgent } from './endpoint.js'
+import { waitHealthy as waitHttpHealthy } from './health.js'
+import { quietTrivyAssignments } from './quiet.js'
+import { envFileToken, fingerprint, generateToken, readTokenFile } from './token.js'
+import { quoteArg } from '../ssh/quote.js'
 import {
   desiredEnv,
-  fingerprint,
   lineDiff,
   listenPort,
   listenProbe,
@@ -73,7 +73,7 @@ svc=$1; user=$2; cache=$3; envf=$4; unitf=$5; nftf=$6
 echo "@@arch"; dpkg --print-architecture 2>/dev/null
 echo "@@dpkg"; dpkg-query -W -f='\${db:Status-Want} \${db:Status-Status} \${Version}\\n' trivy 2>/dev/null
 echo "@@binary"
-if [ -e /usr/bin/trivy ]; then echo present; env TRIVY_SKIP_VERSION_CHECK=true TRIVY_DISABLE_TELEMETRY=true /usr/bin/trivy --version 2>/dev/null | sed -n 's/^Version: //p' | head -n1; fi
+if [ -e /usr/bin/trivy ]; then echo present; env ${quietTrivyAssignments().join(' ')} /usr/bin/trivy --version 2>/dev/null | sed -n 's/^Version: //p' | head -n1; fi
 echo "@@user"; getent passwd "$user"
 echo "@@userstatus"; passwd -S "$user" 2>/dev/null | awk '{print $2}'
 echo "@@cache"; stat -c '%U %G %a' "$cache" 2>/dev/null
@@ -153,11 +153,16 @@ export function planToken(loaded: LoadedInventory, hostToken: string | undefined
   const path = join(dir, 'token')
   const warnings: string[] = []
   if (existsSync(path)) {
-    const mode = statSync(path).mode & 0o777
-    if (mode & 0o077) warnings.push(`${path} is mode ${mode.toString(8).padStart(4, '0')}; token files should be 0600 (chmod 600 ${path})`)
-    const token = readBoundedText(path, 'token').trim()
-    if (!token || /[\r\n\0\s]/.test(token)) throw new LabctlError(`${path} does not hold a one-line token`, { code: 'BAD_TOKEN', suggestion: `fix ${path} (one line), or run \`labctl trivy rotate-token\`` })
-    return { token, path, generated: false, warnings }
+    let read: { token: string; warnings: string[] }
+    try {
+      read = readTokenFile(path)
+    } catch (err) {
+      throw new LabctlError(`${path} does not hold a one-line token: ${err instanceof LabctlError ? err.message : errorMessage(err)}`, {
+        code: 'BAD_TOKEN',
+        suggestion: `fix ${path} (one line), or run \`labctl trivy rotate-token\``,
+      })
+    }
+    return { token: read.token, path, generated: false, warnings: [...warnings, ...read.warnings] }
   }
   if (hostToken) {
     throw new LabctlError(`the host already has a token in its env file, but ${path} does not exist: installing would replace a token the clients may hold`, {
@@ -165,7 +170,7 @@ export function planToken(loaded: LoadedInventory, hostToken: string | undefined
       suggestion: `put the current token into ${path} (mode 0600), or rotate it with \`labctl trivy rotate-token\``,
     })
   }
-  return { token: randomBytes(32).toString('base64url'), path, generated: true, warnings }
+  return { token: generateToken(), path, generated: true, warnings }
 }
 
 /** Stores a generated token in the secrets dir: private dir, 0600 file, written atomically and synced. */
@@ -205,8 +210,7 @@ export function envHeader(inv: Inventory): string {
 }
 
 export function hostEnvToken(st: HostState): string | undefined {
-  const line = st.env?.content.split('\n').find((l) => /^\s*(export\s+)?TRIVY_TOKEN=/.test(l))
-  return line ? line.slice(line.indexOf('=') + 1).trim() || undefined : undefined
+  return envFileToken(st.env?.content)
 }
 
 /** The plan: every resource, what it is and what it should be. Pure: the same state gives the same plan. */
@@ -567,18 +571,21 @@ ${verb ? `systemctl ${verb} "$svc"` : ''}`,
   return { ...base, dryRun: false, applied, validate, ok: validate.ok }
 }
 
+/** The ufw script: labctl's own rules out, then the allows before the deny (ufw matches in order); every word quoted. */
+export function ufwApplyScript(added: string, spec: FirewallSpec): string {
+  const ours = added.split('\n').filter((l) => l.includes("comment 'labctl-trivy'")).map((l) => l.trim().replace(/^ufw\s+/, ''))
+  return [
+    'set -e',
+    ...ours.map((r) => `ufw --force delete ${r.replace(/ comment '[^']*'$/, '')} >/dev/null`),
+    ...ufwRules(spec).map((r) => `ufw ${r.map(quoteArg).join(' ')} >/dev/null`),
+    'echo done',
+  ].join('\n')
+}
+
 async function applyFirewall(host: ScannerHost, st: HostState, spec: FirewallSpec, sh: (script: string, args: string[]) => Promise<string>): Promise<string> {
   if (st.firewallPlanOnly) return `planned only: ${st.firewallPlanOnly}`
   if (st.ufw) {
-    // Ours out, then allows before the deny (ufw matches in order).
-    const ours = st.ufw.added.split('\n').filter((l) => l.includes("comment 'labctl-trivy'")).map((l) => l.trim().replace(/^ufw\s+/, ''))
-    const script = [
-      'set -e',
-      ...ours.map((r) => `ufw --force delete ${r.replace(/ comment '[^']*'$/, '')} >/dev/null`),
-      ...ufwRules(spec).map((r) => `ufw ${r.map((a) => (/^[\w./:-]+$/.test(a) ? a : `'${a}'`)).join(' ')} >/dev/null`),
-      'echo done',
-    ].join('\n')
-    await sh(script, [])
+    await sh(ufwApplyScript(st.ufw.added, spec), [])
     return `ufw: port ${spec.port}/tcp allowed from ${spec.sources.join(', ')}, denied otherwise`
   }
   await sh('install -d -m 0755 "$(dirname "$1")"', [NFT_FILE])
@@ -618,19 +625,10 @@ async function waitHealthy(host: ScannerHost, inv: Inventory, o: InstallOptions)
 }
 
 async function waitEdge(loaded: LoadedInventory, timeoutMs: number): Promise<void> {
-  const inv = loaded.inventory
-  const caFile = inv.trivy.caBundle ? inventoryPath(loaded, inv.trivy.caBundle) : undefined
-  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile, connectTimeoutMs: 2000 })
-  const deadline = Date.now() + timeoutMs
+  const agent = trivyAgent(loaded, { connectTimeoutMs: 2000 })
   try {
-    while (Date.now() < deadline) {
-      const ok = await getHealthz(inv.trivy.publicUrl, { dispatcher: agent, timeoutMs: 2000 }).then(
-        (r) => r.status === 200,
-        () => false,
-      )
-      if (ok) return
-      await new Promise((r) => setTimeout(r, 250))
-    }
+    // Best effort: validate's checks that follow say what is wrong if the edge still does not answer.
+    await waitHttpHealthy({ bases: [edgeBase(loaded.inventory)], dispatcher: agent, waitMs: timeoutMs, intervalMs: 250 })
   } finally {
     await agent.close()
   }

@@ -3,11 +3,14 @@
 import semver from 'semver'
 import { z } from 'zod'
 import type { ScannerHost } from '../inventory/schema.js'
-import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
-import { describeNetError, labAgent } from '../net/http.js'
+import type { LoadedInventory } from '../inventory/load.js'
+import { describeNetError } from '../net/http.js'
 import { run, type RunOptions } from '../ssh/index.js'
 import { fail, pass, skip, warn, type CheckResult } from '../checks/types.js'
 import { getVersion } from './api.js'
+import { hostBase, trivyAgent } from './endpoint.js'
+import { quietTrivyAssignments } from './quiet.js'
+import { METRICS, formatMetrics, type Sample } from './metrics.js'
 
 export type UnitState = {
   active: string
@@ -42,11 +45,63 @@ export function parseShow(text: string): Record<string, string> {
   return out
 }
 
-const STATUS_SCRIPT = `
-svc=$1
-systemctl show "$svc" -p ActiveState,SubState,MainPID,NRestarts,UnitFileState,ActiveEnterTimestamp --no-pager 2>/dev/null
+/**
+ * A systemd timestamp (`Tue 2026-12-01 09:14:03 CET`, as `systemctl show` prints it in the host's own time
+ * zone; `@1796112843`; or with a numeric offset) as epoch milliseconds. `epochSeconds` is the host's own
+ * reading of it (`date -d`), which knows the host's zone; without it only UTC, numeric offsets and
+ * unambiguous zone abbreviations are understood. NaN when the time cannot be known.
+ */
+export function parseSystemdTimestamp(text: string | undefined, epochSeconds?: string): number {
+  const epoch = (epochSeconds ?? '').trim()
+  if (/^\d{1,12}$/.test(epoch)) return Number(epoch) * 1000
+  const t = (text ?? '').trim()
+  const unix = /^@(\d{1,12})(?:\.\d+)?$/.exec(t)
+  if (unix) return Number(unix[1]) * 1000
+  const m = /^(?:[A-Za-z]{3} )?(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?(?: ([A-Za-z]{1,6}|[+-]\d{2}:?\d{2}))?$/.exec(t)
+  if (!m) return NaN
+  const [, date, time, frac, zone] = m as unknown as [string, string, string, string | undefined, string | undefined]
+  const local = Date.parse(`${date}T${time}${frac ? `.${frac.padEnd(3, '0').slice(0, 3)}` : ''}Z`)
+  const offset = zoneOffsetMinutes(zone ?? 'UTC')
+  return offset === undefined ? NaN : local - offset * 60_000
+}
+
+/** Zone abbreviations that mean one offset wherever they are used (IST, CST, BST … are ambiguous: not here). */
+const ZONES: Record<string, number> = {
+  UTC: 0, GMT: 0, Z: 0, UT: 0, WET: 0, WEST: 60, CET: 60, CEST: 120, MET: 60, MEST: 120, EET: 120, EEST: 180, MSK: 180,
+  EST: -300, EDT: -240, PST: -480, PDT: -420, MST: -420, MDT: -360, AKST: -540, AKDT: -480, HST: -600,
+  JST: 540, KST: 540, HKT: 480, SGT: 480, AEST: 600, AEDT: 660, ACST: 570, ACDT: 630, AWST: 480, NZST: 720, NZDT: 780,
+}
+
+function zoneOffsetMinutes(zone: string): number | undefined {
+  const n = /^([+-])(\d{2}):?(\d{2})$/.exec(zone)
+  if (n) return (n[1] === '-' ? -1 : 1) * (Number(n[2]) * 60 + Number(n[3]))
+  return ZONES[zone.toUpperCase()]
+}
+
+/** The unit's state from `systemctl show` and the host's own epoch reading of ActiveEnterTimestamp. */
+export function unitStateOf(show: Record<string, string>, sinceEpoch: string | undefined, now = Date.now()): UnitState {
+  const since = show.ActiveEnterTimestamp && show.ActiveEnterTimestamp !== 'n/a' ? show.ActiveEnterTimestamp : undefined
+  const sinceMs = since ? parseSystemdTimestamp(since, sinceEpoch) : NaN
+  return {
+    active: show.ActiveState || 'unknown',
+    sub: show.SubState || 'unknown',
+    enabled: show.UnitFileState || 'unknown',
+    mainPid: Number(show.MainPID || 0),
+    restarts: Number(show.NRestarts || 0),
+    ...(since ? { since } : {}),
+    ...(Number.isFinite(sinceMs) ? { uptimeSeconds: Math.max(0, Math.round((now - sinceMs) / 1000)) } : {}),
+  }
+}
+
+export const STATUS_SCRIPT = `
+svc=$1; shift
+show=$(systemctl show "$svc" -p ActiveState,SubState,MainPID,NRestarts,UnitFileState,ActiveEnterTimestamp --no-pager 2>/dev/null)
+printf '%s\n' "$show"
+echo "@@since"
+ts=$(printf '%s\n' "$show" | sed -n 's/^ActiveEnterTimestamp=//p')
+if [ -n "$ts" ] && [ "$ts" != n/a ]; then date -d "$ts" +%s 2>/dev/null; fi
 echo "@@trivy"
-trivy --version 2>/dev/null | sed -n 's/^Version: //p' | head -n1
+env ${quietTrivyAssignments().join(' ')} trivy --version 2>/dev/null | sed -n 's/^Version: //p' | head -n1
 echo "@@listen"
 pid=$(systemctl show "$svc" -p MainPID --value 2>/dev/null)
 if [ -n "$pid" ] && [ "$pid" != 0 ] && command -v ss >/dev/null; then ss -ltnpH 2>/dev/null | grep "pid=$pid," | awk '{print $4}'; fi
@@ -69,26 +124,15 @@ export function sections(text: string): Record<string, string> {
 export async function hostStatus(loaded: LoadedInventory, host: ScannerHost, opts: { timeoutMs: number }): Promise<HostStatus> {
   const inv = loaded.inventory
   const remote = run(host, ['sh', '-c', STATUS_SCRIPT, 'labctl-status', inv.trivy.serviceName], { sudo: true, timeoutMs: opts.timeoutMs, check: true })
-  const base = host.debugUrl ? new URL(host.debugUrl).origin : inv.trivy.publicUrl
-  const caFile = inv.trivy.caBundle ? inventoryPath(loaded, inv.trivy.caBundle) : undefined
-  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile, connectTimeoutMs: opts.timeoutMs })
+  const base = hostBase(inv, host)
+  const agent = trivyAgent(loaded, { connectTimeoutMs: opts.timeoutMs })
   const version = getVersion(base, { dispatcher: agent, timeoutMs: opts.timeoutMs })
   const [r, v] = await Promise.allSettled([remote, version])
   await agent.close()
   if (r.status === 'rejected') throw r.reason
   const s = sections(r.value.stdout)
   const show = parseShow(s.head ?? '')
-  const since = show.ActiveEnterTimestamp || undefined
-  const sinceMs = since ? Date.parse(since.replace(/^\w{3} /, '').replace(/ UTC$/, 'Z').replace(' ', 'T')) : NaN
-  const unit: UnitState = {
-    active: show.ActiveState || 'unknown',
-    sub: show.SubState || 'unknown',
-    enabled: show.UnitFileState || 'unknown',
-    mainPid: Number(show.MainPID || 0),
-    restarts: Number(show.NRestarts || 0),
-    ...(since ? { since } : {}),
-    ...(Number.isFinite(sinceMs) ? { uptimeSeconds: Math.max(0, Math.round((Date.now() - sinceMs) / 1000)) } : {}),
-  }
+  const unit = unitStateOf(show, s.since)
   const installed = (s.trivy ?? '').trim() || undefined
   const pinned = inv.trivy.version
   const versionMatchesPin = Boolean(installed && semver.valid(installed) && semver.eq(installed, pinned))
@@ -252,31 +296,15 @@ function gib(bytes: number): string {
   return `${(bytes / 1024).toFixed(0)} KiB`
 }
 
-/** node_exporter textfile collector format. */
+/** node_exporter textfile collector format; the names are the shared ones of metrics.ts. */
 export function toPrometheus(results: HostCheck[], now = Date.now()): string {
-  const lines: string[] = []
-  const metric = (name: string, help: string, rows: Array<[Record<string, string>, number | undefined]>): void => {
-    const present = rows.filter((r): r is [Record<string, string>, number] => r[1] !== undefined && Number.isFinite(r[1]))
-    if (!present.length) return
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`)
-    for (const [labels, v] of present) {
-      const l = Object.entries(labels).map(([k, val]) => `${k}="${val.replace(/["\\\n]/g, '_')}"`).join(',')
-      lines.push(`${name}{${l}} ${v}`)
-    }
-  }
-  metric('labctl_trivy_db_age_seconds', 'Age of the vulnerability DB (now - UpdatedAt).', results.map((r) => [{ host: r.host }, r.metrics.dbAgeSeconds]))
-  metric('labctl_trivy_disk_used_ratio', 'Used fraction of the filesystem holding the cache dir.', results.map((r) => [{ host: r.host }, r.metrics.diskUsedRatio]))
-  metric('labctl_trivy_cache_bytes', 'Size of the Trivy cache dir.', results.map((r) => [{ host: r.host }, r.metrics.cacheBytes]))
-  metric(
-    'labctl_trivy_check_status',
-    'Check outcome: 0 pass, 1 warn, 2 fail, -1 skipped.',
-    results.flatMap((r) => r.checks.map((c): [Record<string, string>, number] => [{ host: r.host, check: c.check }, { pass: 0, warn: 1, fail: 2, skip: -1 }[c.status]])),
-  )
-  metric(
-    'labctl_trivy_journal_lines',
-    'Journal lines of interest since the check window start.',
-    results.flatMap((r) => Object.entries(r.metrics.journal).map(([kind, v]): [Record<string, string>, number] => [{ host: r.host, kind }, v])),
-  )
-  metric('labctl_trivy_check_timestamp_seconds', 'When labctl trivy check ran.', [[{}, Math.round(now / 1000)]])
-  return `${lines.join('\n').replace(/\{\}/g, '')}\n`
+  const status = { pass: 0, warn: 1, fail: 2, skip: -1 } as const
+  return formatMetrics([
+    { metric: METRICS.dbAge, samples: results.map((r) => [{ host: r.host }, r.metrics.dbAgeSeconds]) },
+    { metric: METRICS.diskUsedRatio, samples: results.map((r) => [{ host: r.host }, r.metrics.diskUsedRatio]) },
+    { metric: METRICS.cacheBytes, samples: results.map((r) => [{ host: r.host }, r.metrics.cacheBytes]) },
+    { metric: METRICS.checkStatus, samples: results.flatMap((r) => r.checks.map((c): Sample => [{ host: r.host, check: c.check }, status[c.status]])) },
+    { metric: METRICS.journalLines, samples: results.flatMap((r) => Object.entries(r.metrics.journal).map(([kind, v]): Sample => [{ host: r.host, kind }, v])) },
+    { metric: METRICS.checkTimestamp, samples: [[{}, Math.round(now / 1000)]] },
+  ])
 }

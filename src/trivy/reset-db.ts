@@ -5,10 +5,11 @@ import type { LoadedInventory } from '../inventory/load.js'
 import { inventoryPath } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import { LabctlError, oneLine } from '../errors.js'
-import { labAgent } from '../net/http.js'
 import { run } from '../ssh/index.js'
 import { canaryScan, getHealthz, getVersion } from './api.js'
 import { loadToken } from './token.js'
+import { edgeBase, hostBase, trivyAgent } from './endpoint.js'
+import { quietTrivyAssignments } from './quiet.js'
 
 export type ResetDbOptions = { purge: boolean; scanCache: boolean; waitMs: number; tokenFile?: string | undefined }
 export type ResetStep = { step: string; detail: string; durationMs: number }
@@ -25,7 +26,7 @@ export function resetPlan(loaded: LoadedInventory, host: ScannerHost, o: ResetDb
   ]
 }
 
-const QUIET = ['TRIVY_SKIP_VERSION_CHECK=true', 'TRIVY_DISABLE_TELEMETRY=true', 'TRIVY_NO_PROGRESS=true']
+const QUIET = quietTrivyAssignments()
 
 export async function resetDb(
   loaded: LoadedInventory,
@@ -74,9 +75,8 @@ export async function resetDb(
   await step('start service', () => run(host, ['systemctl', 'start', t.serviceName], { sudo: true, timeoutMs: 60_000, check: true }), () => `${t.serviceName} started`)
 
   // Wait for the server to answer with a fresh DB, then prove it with the canary.
-  const base = host.debugUrl ? new URL(host.debugUrl).origin : t.publicUrl
-  const caFile = t.caBundle ? inventoryPath(loaded, t.caBundle) : undefined
-  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile })
+  const base = hostBase(inv, host)
+  const agent = trivyAgent(loaded)
   try {
     const db = await step(
       'wait for fresh DB',
@@ -89,7 +89,7 @@ export async function resetDb(
             const v = await getVersion(base, { dispatcher: agent, timeoutMs: 3000 })
             const age = v.VulnerabilityDB ? Date.now() - Date.parse(v.VulnerabilityDB.UpdatedAt) : Infinity
             // Back in service means through the edge too: HAProxy's health check must see it again.
-            const edgeUp = base === t.publicUrl || (await getHealthz(t.publicUrl, { dispatcher: agent, timeoutMs: 3000 }).then((r) => r.status === 200, () => false))
+            const edgeUp = base === edgeBase(inv) || (await getHealthz(edgeBase(inv), { dispatcher: agent, timeoutMs: 3000 }).then((r) => r.status === 200, () => false))
             if (v.VulnerabilityDB && age < inv.thresholds.dbFreshnessHours * 3_600_000 && edgeUp) return v.VulnerabilityDB
             last = v.VulnerabilityDB ? `DB still stale (UpdatedAt ${v.VulnerabilityDB.UpdatedAt})` : 'no DB in /version yet'
           } catch (err) {

@@ -1,10 +1,11 @@
 // Restart the Trivy service on a host and wait until it answers again, directly and through the edge.
+// The one restart-and-wait: `trivy restart` and the token rotation both use it.
 import { LabctlError } from '../errors.js'
-import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
+import type { LoadedInventory } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
-import { labAgent } from '../net/http.js'
 import { run } from '../ssh/index.js'
-import { getHealthz } from './api.js'
+import { edgeBase, hostBase, trivyAgent } from './endpoint.js'
+import { waitHealthy } from './health.js'
 
 export type RestartResult = { host: string; downMs: number }
 
@@ -13,21 +14,16 @@ export async function restartService(loaded: LoadedInventory, host: ScannerHost,
   const t = inv.trivy
   const started = Date.now()
   await run(host, ['systemctl', 'restart', t.serviceName], { sudo: true, timeoutMs: 90_000, check: true, ...(opts.signal ? { signal: opts.signal } : {}) })
-  const caFile = t.caBundle ? inventoryPath(loaded, t.caBundle) : undefined
-  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile })
-  const base = host.debugUrl ? new URL(host.debugUrl).origin : t.publicUrl
-  const ok = (url: string) => getHealthz(url, { dispatcher: agent, timeoutMs: 2000 }).then((r) => r.status === 200, () => false)
+  const agent = trivyAgent(loaded)
   try {
-    for (;;) {
-      if (opts.signal?.aborted) throw opts.signal.reason
-      if ((await ok(base)) && (base === t.publicUrl || (await ok(t.publicUrl)))) return { host: host.name, downMs: Date.now() - started }
-      if (Date.now() - started > opts.waitMs) {
-        throw new LabctlError(`${host.name}: ${t.serviceName} did not answer /healthz within ${opts.waitMs / 1000} s after the restart`, {
-          suggestion: `read why: \`labctl trivy logs --host ${host.name} -n 50\` (a corrupted DB? \`labctl trivy reset-db --host ${host.name}\`)`,
-        })
-      }
-      await new Promise((r) => setTimeout(r, 200))
+    const w = await waitHealthy({ bases: [hostBase(inv, host), edgeBase(inv)], dispatcher: agent, waitMs: Math.max(0, opts.waitMs - (Date.now() - started)), signal: opts.signal })
+    if (!w.healthy) {
+      throw new LabctlError(`${host.name}: ${t.serviceName} did not answer /healthz within ${opts.waitMs / 1000} s after the restart (${w.last})`, {
+        code: 'UNHEALTHY_AFTER_RESTART',
+        suggestion: `read why: \`labctl trivy logs --host ${host.name} -n 50\` (a corrupted DB? \`labctl trivy reset-db --host ${host.name}\`)`,
+      })
     }
+    return { host: host.name, downMs: Date.now() - started }
   } finally {
     await agent.close()
   }

@@ -1,7 +1,6 @@
 // Token rotation as a journaled, resumable, verified procedure across the three places that hold the
 // token: the server's EnvironmentFile, the Jenkins Secret Text credential, and the workstation's secrets
 // dir. The journal records fingerprints, never the token; the token moves through SFTP and HTTP bodies.
-import { randomBytes } from 'node:crypto'
 import { appendFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs'
 import { describeReadError, readBoundedText } from '../fs/read-bounded.js'
 import { userInfo } from 'node:os'
@@ -10,11 +9,14 @@ import { execa } from 'execa'
 import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
-import { labAgent } from '../net/http.js'
+import type { Agent } from 'undici'
 import { readFile, run, writeFile } from '../ssh/index.js'
 import { updateSecretText } from '../jenkins/client.js'
-import { canaryScan, getHealthz } from './api.js'
-import { fingerprint, redact } from './token.js'
+import { canaryScan } from './api.js'
+import { fingerprint, generateToken, readTokenFile, withEnvToken } from './token.js'
+import { redactText as redact } from '../redact.js'
+import { hostBase, trivyAgent } from './endpoint.js'
+import { restartService } from './restart.js'
 import { writePrivateFile } from '../private-file.js'
 
 export type RotationState = 'staged' | 'server-switched' | 'jenkins-updated' | 'promoted' | 'rolled-back' | 'failed'
@@ -83,7 +85,7 @@ export async function checkSecretsDir(dir: string): Promise<void> {
 }
 
 function newToken(o: RotateOptions): string {
-  if (!o.tokenFile) return randomBytes(32).toString('base64url')
+  if (!o.tokenFile) return generateToken()
   const raw = o.tokenFile === '-' ? (o.readStdin ?? (() => readBoundedText(0, 'token')))() : readBoundedText(o.tokenFile, 'token')
   const t = raw.trim()
   if (t.length < 32 || !/^[A-Za-z0-9._~-]+$/.test(t)) {
@@ -102,23 +104,6 @@ function jenkinsApiToken(loaded: LoadedInventory): string | undefined {
   } catch (err) {
     throw new LabctlError(`cannot read the Jenkins API token file ${p}: ${describeReadError(err)}`, { code: 'NO_JENKINS_TOKEN', suggestion: 'create it (mode 0600) or set LABCTL_JENKINS_API_TOKEN' })
   }
-}
-
-function withToken(envText: string, token: string): string {
-  const lines = envText.split('\n')
-  let found = false
-  const out = lines.map((l) => {
-    if (/^\s*(export\s+)?TRIVY_TOKEN=/.test(l)) {
-      found = true
-      return `TRIVY_TOKEN=${token}`
-    }
-    return l
-  })
-  if (!found) {
-    if (out.length && out[out.length - 1] === '') out.pop()
-    out.push(`TRIVY_TOKEN=${token}`, '')
-  }
-  return out.join('\n')
 }
 
 export function rotationPlan(o: Pick<RotateOptions, 'loaded' | 'hosts' | 'rollback'>): string[] {
@@ -140,13 +125,13 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
   const progress = o.progress ?? (() => {})
   await checkSecretsDir(s.dir)
   if (!existsSync(s.token)) throw new LabctlError(`no current token at ${s.token}`, { code: 'NO_TOKEN', suggestion: 'put the token the servers accept there (0600) before rotating' })
-  const oldToken = readBoundedText(s.token, 'token').trim()
+  const oldToken = readTokenFile(s.token).token
   let journal = readJournal(loaded)
   let token: string
   if (resume) {
     if (!journal || TERMINAL.includes(journal.state)) throw new UsageError('there is no interrupted rotation to resume', { suggestion: 'see `labctl trivy rotate-token --status`' })
     if (!existsSync(s.pending)) throw new LabctlError(`the staged token ${s.pending} is missing: cannot resume`, { suggestion: 'roll back with `labctl trivy rotate-token --rollback`' })
-    token = readBoundedText(s.pending, 'token').trim()
+    token = readTokenFile(s.pending).token
     if (fingerprint(token) !== journal.newFingerprint) throw new LabctlError('the staged token does not match the journal', { suggestion: 'roll back with `labctl trivy rotate-token --rollback`' })
     progress(`resuming rotation ${journal.id} from state ${journal.state}`)
   } else {
@@ -182,8 +167,7 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
     if (state) j.state = state
     saveJournal(loaded, j)
   }
-  const caFile = inv.trivy.caBundle ? inventoryPath(loaded, inv.trivy.caBundle) : undefined
-  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile })
+  const agent = trivyAgent(loaded)
   const checkAbort = (): void => {
     if (o.signal?.aborted) throw o.signal.reason ?? new LabctlError('interrupted')
   }
@@ -260,7 +244,7 @@ export async function rotateToken(o: RotateOptions, resume: boolean): Promise<Ro
 type Mark = (step: string, status: JournalStep['status'], detail: string, state?: RotationState) => void
 
 /** Everything back to the old token, verified; Jenkins only when this rotation had changed it. */
-async function rollbackTo(o: RotateOptions, j: Journal, oldToken: string, agent: ReturnType<typeof labAgent>, mark: Mark): Promise<void> {
+async function rollbackTo(o: RotateOptions, j: Journal, oldToken: string, agent: Agent, mark: Mark): Promise<void> {
   const s = secretsPaths(o.loaded)
   try {
     await Promise.all(o.hosts.map((h) => switchServerToken(o, agent, h, oldToken, {})))
@@ -285,13 +269,11 @@ export async function rollbackRotation(o: RotateOptions): Promise<Journal> {
   const j = readJournal(o.loaded)
   if (!j || TERMINAL.includes(j.state)) throw new UsageError('there is no interrupted rotation to roll back', { suggestion: 'see `labctl trivy rotate-token --status`' })
   const s = secretsPaths(o.loaded)
-  const oldToken = readBoundedText(s.token, 'token').trim()
+  const oldToken = readTokenFile(s.token).token
   if (fingerprint(oldToken) !== j.oldFingerprint) throw new LabctlError("the current token does not match the journal's old token", { suggestion: 'inspect the secrets dir by hand' })
-  const inv = o.loaded.inventory
-  const caFile = inv.trivy.caBundle ? inventoryPath(o.loaded, inv.trivy.caBundle) : undefined
-  const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile })
+  const agent = trivyAgent(o.loaded)
   const mark: Mark = (step, status, detail, state) => {
-    j.steps.push({ step, status, at: new Date().toISOString(), detail })
+    j.steps.push({ step, status, at: new Date().toISOString(), detail: redact(detail, [oldToken]) })
     if (state) j.state = state
     saveJournal(o.loaded, j)
   }
@@ -309,7 +291,7 @@ export async function rollbackRotation(o: RotateOptions): Promise<Journal> {
  */
 async function switchServerToken(
   o: RotateOptions,
-  agent: ReturnType<typeof labAgent>,
+  agent: Agent,
   h: ScannerHost,
   to: string,
   opts: { verifyRejected?: string | undefined; onWrite?: () => void },
@@ -317,18 +299,11 @@ async function switchServerToken(
   const inv = o.loaded.inventory
   const envText = (await readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
   opts.onWrite?.()
-  await writeFile(h, inv.trivy.envFile, withToken(envText, to), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
-  await run(h, ['systemctl', 'restart', inv.trivy.serviceName], { sudo: true, timeoutMs: 90_000, check: true })
-  const base = h.debugUrl ? new URL(h.debugUrl).origin : inv.trivy.publicUrl
-  const deadline = Date.now() + o.healthTimeoutMs
-  // Healthy directly, and through the edge again (HAProxy's health check has to see it come back).
-  const healthy = (url: string) => getHealthz(url, { dispatcher: agent, timeoutMs: 2000 }).then((r) => r.status === 200, () => false)
-  for (;;) {
-    const ok = (await healthy(base)) && (base === inv.trivy.publicUrl || (await healthy(inv.trivy.publicUrl)))
-    if (ok) break
-    if (Date.now() > deadline) throw new LabctlError(`${h.name} did not answer /healthz within ${o.healthTimeoutMs / 1000} s after the restart`, { suggestion: `\`labctl trivy logs --host ${h.name} -n 50\`` })
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  await writeFile(h, inv.trivy.envFile, withEnvToken(envText, to), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
+  // Restarted and healthy directly and through the edge (HAProxy's health check has to see it come back).
+  // No signal: a rollback after Ctrl-C must still be able to restart the service.
+  await restartService(o.loaded, h, { waitMs: o.healthTimeoutMs })
+  const base = hostBase(inv, h)
   const accepted = await canaryScan({ baseUrl: base, token: to, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
   if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the token it was just given (${accepted.kind})`)
   if (opts.verifyRejected) {

@@ -6,12 +6,14 @@ import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
 import { startConnectProxy } from '../net/connect-proxy.js'
-import { describeNetError, labAgent } from '../net/http.js'
+import { describeNetError } from '../net/http.js'
+import { redactJson, redactText } from '../redact.js'
 import { fail, pass, runCheck, skip, warn, type CheckResult, type CheckSpec } from '../checks/types.js'
 import { CANARY, HttpAnswerError, canaryScan, getHealthz, getVersion, describeAnswer, unauthenticatedScanStatus, type ServerVersion } from './api.js'
 import { clientVersion, findTrivyClient, scanImage, SEVERITIES } from './client.js'
 import { inspectTls } from './tls-check.js'
-import { loadToken, redact } from './token.js'
+import { loadToken } from './token.js'
+import { directBase, trivyAgent, trivyCaFile } from './endpoint.js'
 
 export const CHECK_NAMES = ['dns', 'tls', 'healthz', 'version', 'db', 'scan', 'auth', 'image'] as const
 export type CheckName = (typeof CHECK_NAMES)[number]
@@ -50,14 +52,16 @@ export function planChecks(opts: ValidateOptions): {
   cleanup: () => Promise<void>
   warnings: string[]
   describeError: (err: unknown, timeoutMs: number) => string
+  /** A result as it may be shown: everything a peer may have echoed is passed through the one redactor. */
+  redactResult: (r: CheckResult) => CheckResult
 } {
   const inv: Inventory = opts.loaded.inventory
   const env = opts.env ?? process.env
   const timeoutMs = opts.timeoutMs ?? 10_000
   const scanTimeoutMs = opts.scanTimeoutMs ?? 60_000
   const dnsServers = inv.dns.servers
-  const caFile = inv.trivy.caBundle ? inventoryPath(opts.loaded, inv.trivy.caBundle) : undefined
-  const agent = labAgent({ dnsServers, dnsTimeoutMs: inv.dns.timeoutMs, caFile, connectTimeoutMs: timeoutMs })
+  const caFile = trivyCaFile(opts.loaded)
+  const agent = trivyAgent(opts.loaded, { connectTimeoutMs: timeoutMs })
   const publicUrl = new URL(inv.trivy.publicUrl)
   const wanted = (c: CheckName): boolean => (!opts.only?.length || opts.only.includes(c)) && !opts.skip?.includes(c)
   const warnings: string[] = []
@@ -93,9 +97,12 @@ export function planChecks(opts: ValidateOptions): {
   // How a check that threw is reported: our own messages as they are, network errors described, and
   // the token redacted from anything a peer may have echoed.
   const describeError = (err: unknown, timeoutMs: number): string => {
-    if (err instanceof HttpAnswerError || err instanceof LabctlError) return redact(err.message, [token])
-    return redact(describeNetError(err, timeoutMs), [token])
+    if (err instanceof HttpAnswerError || err instanceof LabctlError) return redactText(err.message, [token])
+    return redactText(describeNetError(err, timeoutMs), [token])
   }
+  // Every field of every result, whatever check made it (a scan answer's vulnerability IDs, a title, a
+  // version string): the token is replaced before anything reaches text, --json or JUnit.
+  const redactResult = (r: CheckResult): CheckResult => redactJson(r, [token])
   const edgeFix = `check the HAProxy edge and the public name: \`labctl trivy validate --only dns,tls\`, then \`labctl trivy status\``
   const hostFix = (h: string) => `check the service on ${h}: \`labctl trivy status --host ${h}\` (or \`labctl runbook run scan-hangs\`)`
   const add = (s: Omit<CheckSpec, 'timeoutMs'> & { timeoutMs?: number }): void => {
@@ -178,7 +185,10 @@ export function planChecks(opts: ValidateOptions): {
 
   // /healthz through HAProxy and directly.
   const endpoints: Array<{ base: string; host: string; label: string }> = [{ base: publicUrl.origin, host: 'edge', label: 'via HAProxy' }]
-  for (const h of opts.hosts) if (h.debugUrl) endpoints.push({ base: new URL(h.debugUrl).origin, host: h.name, label: 'direct' })
+  for (const h of opts.hosts) {
+    const direct = directBase(h)
+    if (direct) endpoints.push({ base: direct, host: h.name, label: 'direct' })
+  }
   if (wanted('healthz')) {
     for (const e of endpoints) {
       add({
@@ -318,7 +328,7 @@ export function planChecks(opts: ValidateOptions): {
     })
   }
 
-  return { specs, warnings, describeError, cleanup: async () => void (await Promise.all(cleanups.map((c) => c().catch(() => undefined)))) }
+  return { specs, warnings, describeError, redactResult, cleanup: async () => void (await Promise.all(cleanups.map((c) => c().catch(() => undefined)))) }
 }
 
 export function summarize(checks: CheckResult[]): ValidateResult['summary'] {
@@ -334,7 +344,7 @@ export async function runValidate(opts: ValidateOptions, onStart?: (specs: Check
   try {
     const checks = await Promise.all(
       plan.specs.map(async (spec, i) => {
-        const r = await runCheck(spec, (err) => plan.describeError(err, spec.timeoutMs))
+        const r = plan.redactResult(await runCheck(spec, (err) => plan.describeError(err, spec.timeoutMs)))
         onResult?.(r, i)
         return r
       }),

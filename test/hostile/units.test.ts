@@ -185,7 +185,7 @@ describe('hostile HTTP peers, in process', () => {
   })
   it('a redirect shows its Location, redacted', () => {
     const d = describeAnswer({ status: 302, headers: { location: `http://evil.example/?t=${TEST_TOKEN}` }, body: '', durationMs: 1 }, [TEST_TOKEN])
-    expect(d).toMatch(/HTTP 302 redirect to http:\/\/evil\.example\/\?t=\*\*\*/)
+    expect(d).toMatch(/HTTP 302 redirect to http:\/\/evil\.example\/\?t=(\*\*\*|\[REDACTED\])/)
     expect(d).not.toContain(TEST_TOKEN)
   })
   it('a server that never answers ends at the deadline', async () => {

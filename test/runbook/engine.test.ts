@@ -1,6 +1,6 @@
 // The executor with a stand-in for labctl: flow control, diagnosis, confirmations, dry run, resume,
 // redaction and the transcript, without a sandbox.
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -11,6 +11,7 @@ import { findingsOf, valuesAt, evaluate } from '../../src/runbook/conditions.js'
 import { redactText, redactJson } from '../../src/runbook/redact.js'
 import { splitCommand } from '../../src/runbook/argv.js'
 import type { LoadedRunbook } from '../../src/runbook/schema.js'
+import { LabctlError } from '../../src/errors.js'
 
 const TOKEN = 'tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0'
 
@@ -314,6 +315,145 @@ steps:
     const r = await executeRunbook({ loaded: load(rb), runner, yes: true, stateRoot: root(), maxSteps: 10 })
     expect(r.status).toBe('failed')
     expect(r.warnings[0]).toMatch(/loop/)
+  })
+})
+
+describe('hostile runbooks and user mistakes', () => {
+  const captured = async (p: Promise<unknown>): Promise<LabctlError> => {
+    try {
+      await p
+    } catch (err) {
+      return err as LabctlError
+    }
+    throw new Error('expected the run to be refused')
+  }
+
+  it('resuming a run whose step was removed from the runbook is a LabctlError with a next step (not a bug)', async () => {
+    const state = root()
+    const { runner } = fake({ 'trivy check': corrupt })
+    const r = await executeRunbook({ loaded: load(RB), runner, stateRoot: state })
+    expect(r).toMatchObject({ status: 'needs-confirmation', stoppedAt: 'fix' })
+    const edited = RB.replace(/  - id: fix\n[\s\S]*?(?=  - id: ask)/, '').replace('goto: fix', 'goto: ask')
+    const err = await captured(executeRunbook({ loaded: load(edited), runner, yes: true, stateRoot: state, resume: findResumable(state, 't') }))
+    expect(err).toBeInstanceOf(LabctlError)
+    expect(err).toMatchObject({ exitCode: 2, code: 'RUNBOOK_CHANGED' })
+    expect(err.message).toMatch(/stopped at step "fix", which <test> no longer has/)
+    expect(err.suggestion).toMatch(/start a new run: `labctl runbook run t`/)
+  })
+
+  it('a --transcript that is a device, under a file, or under a missing directory is a usage error before anything runs', async () => {
+    const base = root()
+    const file = join(base, 'plain-file')
+    writeFileSync(file, 'x')
+    const cases: Array<[string, RegExp]> = [
+      ['/dev/null', /^the transcript directory \/dev\/null \(--transcript\) is a character device, not a directory$/],
+      [file, /is a file, not a directory/],
+      [join(file, 'sub'), /is under a file, not a directory/],
+      [join(base, 'missing', 'deeper'), /does not exist, nor does its parent .*missing/],
+    ]
+    for (const [dir, msg] of cases) {
+      const { runner, calls } = fake({ 'trivy check': corrupt })
+      const err = await captured(executeRunbook({ loaded: load(RB), runner, yes: true, stateRoot: root(), transcriptDir: dir }))
+      expect(err, dir).toBeInstanceOf(LabctlError)
+      expect(err.exitCode, dir).toBe(2)
+      expect(err.code).toBe('BAD_TRANSCRIPT_DIR')
+      expect(err.message, dir).toMatch(msg)
+      expect(err.suggestion).toBeTruthy()
+      expect(calls, dir).toEqual([])
+      expect(existsSync(join(base, 'missing'))).toBe(false)
+    }
+    // A new directory in an existing one is created (private) and takes the transcript.
+    const { runner } = fake({ 'trivy check': corrupt, 'trivy reset-db': {}, 'trivy validate': healthy })
+    const fresh = join(base, 'incident-42')
+    const r = await executeRunbook({ loaded: load(RB), runner, yes: true, stateRoot: root(), transcriptDir: fresh })
+    expect(r.transcript.markdown).toBe(join(fresh, `${r.runId}.md`))
+    expect(statSync(fresh).mode & 0o777).toBe(0o700)
+    expect(statSync(r.transcript.json).mode & 0o777).toBe(0o600)
+  })
+
+  it('a state dir that cannot be written is a LabctlError naming it (exit 1), before any step runs', async () => {
+    const file = join(root(), 'not-a-dir')
+    writeFileSync(file, 'x')
+    const { runner, calls } = fake({ 'trivy check': corrupt })
+    const err = await captured(executeRunbook({ loaded: load(RB), runner, yes: true, stateRoot: file }))
+    expect(err).toBeInstanceOf(LabctlError)
+    expect(err).toMatchObject({ exitCode: 1, code: 'LOCAL_WRITE' })
+    expect(err.message).toMatch(new RegExp(`^cannot create the directory ${file}/t-`))
+    expect(err.suggestion).toMatch(/XDG_STATE_HOME/)
+    expect(calls).toEqual([])
+  })
+
+  it('Ctrl-C while a check waits to retry ends the run as interrupted (exit 130), resumable at that step', async () => {
+    const rb = RB.replace('    require: pass\n', '    require: pass\n    retry: { for: 600, every: 60 }\n')
+    const ac = new AbortController()
+    const { runner } = fake({ 'trivy check': corrupt, 'trivy reset-db': {}, 'trivy validate': { exitCode: 1, stderr: 'connection refused' } })
+    const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+      new Promise((res) => {
+        const t = setTimeout(res, ms)
+        signal.addEventListener('abort', () => (clearTimeout(t), res()), { once: true })
+        setTimeout(() => ac.abort(), 20)
+      })
+    const t0 = performance.now()
+    const r = await executeRunbook({ loaded: load(rb), runner, yes: true, stateRoot: root(), signal: ac.signal, sleep })
+    expect(performance.now() - t0).toBeLessThan(5000)
+    expect(r).toMatchObject({ status: 'interrupted', exitCode: 130, stoppedAt: 'verify' })
+    expect(r.steps.at(-1)).toMatchObject({ id: 'verify', outcome: 'interrupted' })
+    expect(readState(r.state)).toMatchObject({ status: 'interrupted', next: 'verify' })
+  })
+
+  it('a catastrophic pattern in a diagnosis does not hang the run, and Ctrl-C still ends it (130)', async () => {
+    // `(a+)+$` on 28 a's and a "b" takes a backtracking RegExp about 10 s, blocking Ctrl-C all along.
+    const rb = RB.replace('          - finding: { step: probe, check: db-file, detail: corrupted }', () => "          - value: { step: probe, path: checks.*.detail, matches: '(a+)+$' }")
+    const evil = { exitCode: 3, json: checks(['db-file', 'db file', 'fail', `${'a'.repeat(28)}b`]) }
+    const ac = new AbortController()
+    const calls: string[] = []
+    const runner: Runner = async (argv, { signal }) => {
+      calls.push(argv[1]!)
+      if (argv[1] === 'check') {
+        // Ctrl-C arrives 30 ms later: while the diagnosis evaluates, or while the next step runs.
+        setTimeout(() => ac.abort(), 30)
+        return { exitCode: 3, stdout: JSON.stringify(evil.json), stderr: '', interrupted: false, timedOut: false }
+      }
+      await new Promise((res) => (signal.aborted ? res(undefined) : signal.addEventListener('abort', res, { once: true })))
+      return { exitCode: 130, stdout: '', stderr: 'interrupted', interrupted: true, timedOut: false }
+    }
+    const t0 = performance.now()
+    const r = await executeRunbook({ loaded: load(rb), runner, yes: true, stateRoot: root(), signal: ac.signal })
+    const took = performance.now() - t0
+    expect(took).toBeLessThan(3000)
+    expect(r.steps.map((x) => `${x.id}:${x.outcome}`)).toEqual(['probe:problems', 'diagnose:undiagnosed', 'verify:interrupted'])
+    expect(r).toMatchObject({ status: 'interrupted', exitCode: 130, stoppedAt: 'verify' })
+    expect(calls).toEqual(['check', 'validate'])
+  })
+
+  it('--dry-run executes nothing but read-only checks: a state-changing "check" (however it got in) is refused, not run', async () => {
+    // Built without the parser (which refuses it): the executor checks again, with the placeholders filled.
+    const rb = load(RB)
+    const probe = rb.runbook.steps[0]!
+    if (probe.type !== 'check') throw new Error('fixture')
+    probe.run = 'trivy reset-db --yes'
+    const verify = rb.runbook.steps.find((s) => s.id === 'verify')!
+    if (verify.type !== 'check') throw new Error('fixture')
+    verify.run = 'trivy validate --image {{image}}'
+    for (const dryRun of [true, false]) {
+      const { runner, calls } = fake({ 'trivy check': corrupt, 'trivy reset-db': {}, 'trivy validate': healthy })
+      const r = await executeRunbook({ loaded: rb, runner, dryRun, yes: true, stateRoot: root(), vars: { image: '--junit=/tmp/owned.xml' } })
+      expect(calls.filter((c) => c[1] === 'reset-db'), `dryRun=${dryRun}`).toEqual([])
+      expect(r.steps[0]).toMatchObject({ id: 'probe', outcome: 'failed', summary: expect.stringMatching(/refused to run a check that is not read-only: "trivy reset-db" may change state/) })
+    }
+    // A placeholder value cannot smuggle a flag into a check.
+    const { runner, calls } = fake({ 'trivy validate': healthy })
+    const only = load(`
+name: v
+title: v
+symptom: s
+causes: { x: x }
+steps:
+  - { id: verify, type: check, title: v, run: 'trivy validate --image {{image}}' }
+`)
+    const r = await executeRunbook({ loaded: only, runner, yes: true, stateRoot: root(), vars: { image: '--junit=/tmp/owned.xml' } })
+    expect(calls).toEqual([])
+    expect(r.steps[0]!.summary).toMatch(/the value of --image \("--junit=\/tmp\/owned\.xml"\) looks like a flag/)
   })
 })
 

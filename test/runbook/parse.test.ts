@@ -86,8 +86,50 @@ describe('runbook parser', () => {
   it('rejects a YAML syntax error, a condition with two kinds, a bad regex, a name that is not the file name', () => {
     expect(problems('name: [unclosed\n')[0]).toMatch(/^\/x\/demo\.yaml:\d+:\d+: : YAML syntax/)
     expect(problems(GOOD.replace('          - finding: { step: probe, check: scan }', '          - finding: { step: probe, check: scan }\n            exit: { step: probe, code: 3 }'))[0]).toMatch(/when\[0\]: a condition has exactly one of: .* \(found finding, exit\)/)
-    expect(problems(GOOD.replace('check: scan }', 'check: scan, detail: "(" }'))[0]).toMatch(/finding\.detail: not a valid regular expression/)
+    expect(problems(GOOD.replace('check: scan }', 'check: scan, detail: "(" }'))[0]).toMatch(/^\/x\/demo\.yaml:17:59: steps\[1\]\.cases\[0\]\.when\[0\]\.finding\.detail: not a usable pattern: unterminated group/)
     expect(problems(GOOD, '/x/other.yaml')).toEqual(['/x/other.yaml:1:7: name: "demo" differs from the file name "other": name the file demo.yaml'])
+  })
+
+  it('refuses a pattern that needs backtracking, pointing at the construct (FILE:LINE:COL)', () => {
+    // col 58 is the "(" of "(?=", col 78 the backslash of "\\1": the column inside the pattern, not just the key's.
+    const text = GOOD.replace("check: scan }", "check: scan, name: 'x(?=y)', detail: '(a)\\1' }")
+    expect(problems(text)).toEqual([
+      "/x/demo.yaml:17:58: steps[1].cases[0].when[0].finding.name: not a usable pattern: lookahead (?= …) / (?! …) is not supported: runbook patterns are matched in linear time (at character 2)",
+      "/x/demo.yaml:17:78: steps[1].cases[0].when[0].finding.detail: not a usable pattern: backreference \\1 is not supported: runbook patterns are matched in linear time (at character 4)",
+    ])
+    const huge = GOOD.replace('check: scan }', "check: scan, detail: '((a{50}){50})' }")
+    expect(problems(huge)[0]).toMatch(/finding\.detail: not a usable pattern: the pattern is too large/)
+    // value.matches under not: is checked too
+    const nested = GOOD.replace('          - finding: { step: probe, check: scan }', "          - not: { value: { step: probe, path: checks.*.detail, matches: 'a**' } }")
+    expect(problems(nested)).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:17:\d+: steps\[1\]\.cases\[0\]\.when\[0\]\.not\.value\.matches: not a usable pattern: nothing to repeat/)])
+  })
+
+  it('refuses a check step whose command may change state: the check runs under --dry-run and without asking', () => {
+    const withRun = (run: string): string[] => problems(GOOD.replace('    run: trivy validate\n', `    run: ${run}\n`))
+    expect(withRun('trivy reset-db --yes')).toEqual([expect.stringMatching(/^\/x\/demo\.yaml:10:10: steps\[0\]\.run: "trivy reset-db" may change state: a check step runs only read-only labctl commands \(trivy validate, .*\); make it an action step$/)])
+    expect(withRun('trivy validate --junit /tmp/out.xml')[0]).toMatch(/steps\[0\]\.run: --junit is not read-only \(it writes a file\)/)
+    expect(withRun('trivy check --prometheus /tmp/x.prom')[0]).toMatch(/--prometheus is not read-only/)
+    expect(withRun('trivy rotate-token')[0]).toMatch(/"trivy rotate-token" changes state unless given --status or --dry-run/)
+    expect(withRun('trivy exec -- trivy version')[0]).toMatch(/"trivy exec" may change state/)
+    expect(withRun('trivy validate --yes')[0]).toMatch(/--yes is not read-only \(it answers a confirmation/)
+    expect(withRun('trivy logs -x')[0]).toMatch(/short flag "-x"/)
+    expect(withRun('trivy status -n 1')[0]).toMatch(/short flag "-n"/)
+    expect(withRun('trivy check --accept-new-host-key')[0]).toMatch(/writes known_hosts/)
+    expect(withRun('trivy {{cmd}}')[0]).toMatch(/is a \{\{placeholder\}\}/)
+    expect(withRun('trivy check --since -1h')[0]).toMatch(/write --since=-1h/)
+    // read-only forms pass
+    for (const ok of ['trivy validate --only dns --timeout 3000', 'trivy check --since=-1h', 'trivy rotate-token --status', 'trivy status --timeout 3000', 'trivy validate --image {{image}} --gate HIGH,CRITICAL', 'labctl config show', 'runbook show scan-500', 'trivy logs --follow -n 1']) {
+      expect(() => parseRunbook(GOOD.replace('    run: trivy validate\n', `    run: ${ok}\n`), '/x/demo.yaml'), ok).not.toThrow()
+    }
+    // an action may run anything
+    expect(() => parseRunbook(GOOD.replace('    type: check\n', '    type: action\n').replace('step: probe, check: scan', 'step: probe, check: scan'), '/x/demo.yaml')).not.toThrow()
+  })
+
+  it('an alias bomb is a runbook problem (exit 2), not a crash', () => {
+    const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 8 }, (_, k) => `${String.fromCharCode(98 + k)}: &${String.fromCharCode(98 + k)} [${Array(10).fill(`*${String.fromCharCode(97 + k)}`).join(',')}]`)].join('\n')
+    const t0 = performance.now()
+    expect(problems(bomb)[0]).toMatch(/^\/x\/demo\.yaml:1:1: : cannot read the YAML: .*alias/i)
+    expect(performance.now() - t0).toBeLessThan(2000)
   })
 
   it('every shipped runbook parses, is named after its file, and names its drills\' causes', () => {

@@ -75,7 +75,7 @@ describe('trivy install: render helpers', () => {
     const masked = maskEnv(`${once}TRIVY_CACHE_BACKEND=redis://u:pw@redis:6379\nTRIVY_TOKEN_HEADER=Trivy-Token`)
     expect(masked).not.toContain('s3cret')
     expect(masked).not.toContain(':pw@')
-    expect(masked).toMatch(/TRIVY_TOKEN=\*\*\* \(sha256:[0-9a-f]{12}\)/)
+    expect(masked).toMatch(/TRIVY_TOKEN=\[REDACTED\] \(sha256:[0-9a-f]{12}\)/)
     expect(masked).toContain('TRIVY_TOKEN_HEADER=Trivy-Token')
     expect(lineDiff('a\nb\nc\n', 'a\nB\nc\n')).toEqual(['- b', '+ B'])
     expect(lineDiff('a\n', 'a\n')).toEqual([])
@@ -144,7 +144,7 @@ describe('trivy install on a bare sandbox host', () => {
     expect(changed(h)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', 'service'])
     // The sandbox host shares the CI machine's network namespace: the firewall is never touched there.
     expect(res(h, 'firewall')).toMatchObject({ action: 'skip', warnings: [expect.stringMatching(/skipped: neither ufw nor nft on the host|planned only/)] })
-    expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_TOKEN=\*\*\* \(sha256:[0-9a-f]{12}\)/)
+    expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_TOKEN=\[REDACTED\] \(sha256:[0-9a-f]{12}\)/)
     expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_DB_REPOSITORY=127\.0\.0\.1:\d+\/aquasec\/trivy-db:2/)
     expect(res(h, 'env-file').diff!.join('\n')).not.toMatch(/SKIP_DB_UPDATE/)
     expect(res(h, 'env-file').notes).toContainEqual(expect.stringMatching(/a new token, generated now and stored in .*secrets\/trivy-vm\/token \(0600\)/))

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { HttpAnswerError, VersionSchema, describeAnswer, parseJsonAnswer } from '../../src/trivy/api.js'
 import { parseShow, toPrometheus } from '../../src/trivy/remote.js'
-import { fingerprint, redact } from '../../src/trivy/token.js'
+import { fingerprint } from '../../src/trivy/token.js'
+import { redactText } from '../../src/redact.js'
 import { shellQuote } from '../../src/ssh/index.js'
 
 const res = (status: number, body: string, type = 'text/html') => ({ status, headers: { 'content-type': type }, body, durationMs: 1 })
@@ -25,7 +26,7 @@ describe('reading what a server answered', () => {
   it('echoed secrets are redacted from answer snippets', () => {
     const body = 'bad request: header Trivy-Token=s3cr3t-token-value was rejected'
     expect(describeAnswer(res(400, body, 'text/plain'), ['s3cr3t-token-value'])).not.toContain('s3cr3t-token-value')
-    expect(redact('a s3cr3t-token-value b', ['s3cr3t-token-value'])).toBe('a *** b')
+    expect(redactText('a s3cr3t-token-value b', ['s3cr3t-token-value'])).toBe('a [REDACTED] b')
     expect(fingerprint('abc')).toMatch(/^sha256:[0-9a-f]{12}$/)
   })
 })

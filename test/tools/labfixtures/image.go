@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,6 +51,9 @@ func runImage(args []string) error {
 	fs := newFlagSet("image")
 	out := fs.String("out", "", "output OCI image layout directory (required)")
 	tag := fs.String("tag", "1", "tag stored as org.opencontainers.image.ref.name in index.json")
+	packages := fs.Int("packages", defaultBigPackages, "large image: number of apk packages (musl and openssl included)")
+	layerMB := fs.Int("layer-mb", defaultBigLayerMB, "large image: size of the gzip layer in MB (10^6 bytes)")
+	seed := fs.Uint64("seed", 1, "large image: seed of the generated content")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,7 +63,34 @@ func runImage(args []string) error {
 	if *tag == "" || strings.ContainsAny(*tag, " \t\n/:@") {
 		return fmt.Errorf("image: invalid --tag %q", *tag)
 	}
-	return writeLayout(*out, *tag)
+	// Any of the large-image flags selects the large image; without them it is the tiny one.
+	big := false
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "packages", "layer-mb", "seed":
+			big = true
+		}
+	})
+	if !big {
+		return writeLayout(*out, *tag, writeSmallLayer)
+	}
+	spec := bigSpec{packages: *packages, layerBytes: int64(*layerMB) * 1_000_000, seed: *seed}
+	if *packages < len(apkPackages) || *packages > maxBigPackages {
+		return fmt.Errorf("image: --packages must be between %d and %d, got %d", len(apkPackages), maxBigPackages, *packages)
+	}
+	if *layerMB < 1 || *layerMB > maxBigLayerMB {
+		return fmt.Errorf("image: --layer-mb must be between 1 and %d, got %d", maxBigLayerMB, *layerMB)
+	}
+	return writeLayout(*out, *tag, func(blobDir string) (layerInfo, error) { return writeBigLayer(blobDir, spec) })
+}
+
+// layerInfo describes the one layer blob, already written to blobs/sha256/.
+type layerInfo struct {
+	digest, diffID string // of the gzip blob and of the uncompressed tar
+	size, tarSize  int64
+	files          int
+	packages       int
+	history        string
 }
 
 type descriptor struct {
@@ -106,14 +137,23 @@ type index struct {
 	Manifests     []descriptor `json:"manifests"`
 }
 
-func writeLayout(dir, tag string) error {
-	layerTar, err := buildLayerTar()
-	if err != nil {
-		return fmt.Errorf("image: build layer: %w", err)
+// writeLayout writes the OCI layout: buildLayer writes the layer blob into blobs/sha256/, then the
+// config, manifest, oci-layout and index.json follow (index.json last, so a layout that was cut
+// short has none).
+func writeLayout(dir, tag string, buildLayer func(blobDir string) (layerInfo, error)) error {
+	// Overwrite: drop only the layout's own entries, never anything else in dir.
+	for _, name := range []string{"index.json", "oci-layout", "blobs"} {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("image: clean %s: %w", name, err)
+		}
 	}
-	layerGz, err := gzipBytes(layerTar)
+	blobDir := filepath.Join(dir, "blobs", "sha256")
+	if err := os.MkdirAll(blobDir, 0o755); err != nil {
+		return fmt.Errorf("image: create %s: %w", blobDir, err)
+	}
+	layer, err := buildLayer(blobDir)
 	if err != nil {
-		return fmt.Errorf("image: compress layer: %w", err)
+		return err
 	}
 
 	var cfg imageConfig
@@ -123,11 +163,11 @@ func writeLayout(dir, tag string) error {
 	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cfg.Config.Cmd = []string{"/bin/sh"}
 	cfg.RootFS.Type = "layers"
-	cfg.RootFS.DiffIDs = []string{digestOf(layerTar)} // diff_id = digest of the uncompressed tar
+	cfg.RootFS.DiffIDs = []string{layer.diffID} // diff_id = digest of the uncompressed tar
 	cfg.History = append(cfg.History, struct {
 		Created   string `json:"created"`
 		CreatedBy string `json:"created_by"`
-	}{cfg.Created, "labfixtures image (alpine 3.10.2 test fixture)"})
+	}{cfg.Created, layer.history})
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("image: encode config: %w", err)
@@ -137,7 +177,7 @@ func writeLayout(dir, tag string) error {
 		SchemaVersion: 2,
 		MediaType:     mediaTypeManifest,
 		Config:        descriptor{MediaType: mediaTypeConfig, Digest: digestOf(cfgJSON), Size: int64(len(cfgJSON))},
-		Layers:        []descriptor{{MediaType: mediaTypeLayer, Digest: digestOf(layerGz), Size: int64(len(layerGz))}},
+		Layers:        []descriptor{{MediaType: mediaTypeLayer, Digest: layer.digest, Size: layer.size}},
 	}
 	manifestJSON, err := json.Marshal(m)
 	if err != nil {
@@ -160,17 +200,7 @@ func writeLayout(dir, tag string) error {
 		return fmt.Errorf("image: encode index: %w", err)
 	}
 
-	// Overwrite: drop only the layout's own entries, never anything else in dir.
-	for _, name := range []string{"index.json", "oci-layout", "blobs"} {
-		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("image: clean %s: %w", name, err)
-		}
-	}
-	blobDir := filepath.Join(dir, "blobs", "sha256")
-	if err := os.MkdirAll(blobDir, 0o755); err != nil {
-		return fmt.Errorf("image: create %s: %w", blobDir, err)
-	}
-	for _, blob := range [][]byte{layerGz, cfgJSON, manifestJSON} {
+	for _, blob := range [][]byte{cfgJSON, manifestJSON} {
 		name := strings.TrimPrefix(digestOf(blob), "sha256:")
 		if err := os.WriteFile(filepath.Join(blobDir, name), blob, 0o644); err != nil {
 			return fmt.Errorf("image: write blob: %w", err)
@@ -182,7 +212,29 @@ func writeLayout(dir, tag string) error {
 	if err := os.WriteFile(filepath.Join(dir, "index.json"), indexJSON, 0o644); err != nil {
 		return fmt.Errorf("image: write index.json: %w", err)
 	}
+	fmt.Fprintf(os.Stdout, "image %s:%s@%s: %d packages, %d files, layer %d bytes gzip (%d uncompressed)\n",
+		dir, tag, digestOf(manifestJSON), layer.packages, layer.files, layer.size, layer.tarSize)
 	return nil
+}
+
+// writeSmallLayer is the tiny Alpine 3.10.2 layer (2 packages, 3 files), compressed in memory.
+func writeSmallLayer(blobDir string) (layerInfo, error) {
+	layerTar, err := buildLayerTar()
+	if err != nil {
+		return layerInfo{}, fmt.Errorf("image: build layer: %w", err)
+	}
+	layerGz, err := gzipBytes(layerTar)
+	if err != nil {
+		return layerInfo{}, fmt.Errorf("image: compress layer: %w", err)
+	}
+	name := strings.TrimPrefix(digestOf(layerGz), "sha256:")
+	if err := os.WriteFile(filepath.Join(blobDir, name), layerGz, 0o644); err != nil {
+		return layerInfo{}, fmt.Errorf("image: write blob: %w", err)
+	}
+	return layerInfo{
+		digest: digestOf(layerGz), diffID: digestOf(layerTar), size: int64(len(layerGz)), tarSize: int64(len(layerTar)),
+		files: 3, packages: len(apkPackages), history: "labfixtures image (alpine 3.10.2 test fixture)",
+	}, nil
 }
 
 func buildLayerTar() ([]byte, error) {

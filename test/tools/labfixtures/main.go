@@ -1,11 +1,12 @@
 // Command labfixtures builds test fixtures for labctl's Trivy server tests:
 //
 //	labfixtures db    --out DIR --fixtures FILE[,FILE...] [--updated-at T] [--next-update T] [--downloaded-at T]
-//	labfixtures image --out OCI_DIR [--tag 1]
+//	labfixtures image --out OCI_DIR [--tag 1] [--packages 100] [--layer-mb 38] [--seed 1]
 //	labfixtures dbpush --db DIR --to 127.0.0.1:PORT/REPO:TAG [--timeout 60s]
 //
 // "db" writes DIR/trivy.db (bbolt, loaded from bolt-fixtures YAML) and DIR/metadata.json.
-// "image" writes a tiny, deterministic Alpine 3.10.2 OCI image layout.
+// "image" writes a tiny, deterministic Alpine 3.10.2 OCI image layout; with --packages,
+// --layer-mb or --seed, a large one the size of a real base image (ubi9/ubi-minimal:9.4).
 // "dbpush" publishes DIR/trivy.db + DIR/metadata.json as a Trivy DB OCI artifact to a
 // plain-HTTP registry on loopback (127.0.0.1, localhost or [::1] only).
 package main
@@ -21,7 +22,7 @@ import (
 
 const usage = `usage:
   labfixtures db --out DIR --fixtures FILE[,FILE...] [--updated-at RFC3339] [--next-update RFC3339] [--downloaded-at RFC3339]
-  labfixtures image --out OCI_DIR [--tag TAG]
+  labfixtures image --out OCI_DIR [--tag TAG] [--packages N] [--layer-mb MB] [--seed N]
   labfixtures dbpush --db DIR --to 127.0.0.1:PORT/REPO:TAG [--timeout DURATION]
 `
 
