@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { writeOutputFile } from '../../src/fs/write-output.js'
 import { resolve } from 'node:path'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
@@ -84,7 +84,7 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
       if (flags.haproxy) {
         const { renderHaproxy } = await import('../../src/trivy/install-render.js')
         const file = resolve(flags.haproxy)
-        writeFileSync(file, renderHaproxy(inv, hosts), { mode: 0o644 })
+        writeOutputFile(file, renderHaproxy(inv, hosts), { flag: '--haproxy' })
         rendered.haproxy = file
         this.log(`wrote ${file}: HAProxy backend trivy-vm-be (${hosts.map((h) => h.name).join(', ')}) and the frontend rule for ${new URL(inv.trivy.publicUrl).hostname}`)
       }

@@ -129,6 +129,8 @@ const flags: Case[] = [
   { name: '--junit on a directory', args: () => ['trivy', 'validate', '--config', okInv(), '--only', 'dns', '--junit', join(WORK, 'adir')], code: 2, match: /it is a directory/ },
   { name: '--junit below a file', args: () => ['trivy', 'validate', '--config', okInv(), '--only', 'dns', '--junit', join(okInv(), 'r.xml')], code: 2, match: /is not a directory|does not exist|cannot be used/ },
   { name: '--prometheus in a missing directory (before connecting)', args: () => ['trivy', 'check', '--config', okInv(), '--prometheus', join(WORK, 'no', 'm.prom')], code: 2, match: /--prometheus .* does not exist/ },
+  { name: '--haproxy in a missing directory', args: () => ['trivy', 'install', '--config', okInv(), '--haproxy', join(WORK, 'no', 'edge.cfg')], code: 2, match: /--haproxy .* does not exist/ },
+  { name: '--haproxy on a device', args: () => ['trivy', 'install', '--config', okInv(), '--haproxy', '/dev/full'], code: 2, match: /character device/ },
   { name: 'exec with 3000 arguments', args: () => ['trivy', 'exec', '--config', okInv(), '--', ...Array.from({ length: 3000 }, (_, i) => `--a${i}`)], code: 2, match: /trivy command line is too long: 3000 arguments/ },
   { name: 'exec with one 70 KiB argument', args: () => ['trivy', 'exec', '--config', okInv(), '--', 'x'.repeat(70 * 1024)], code: 2, match: /trivy command line is too long/ },
   { name: 'exec with nothing to run', args: () => ['trivy', 'exec', '--config', okInv()], code: 2, match: /nothing to run/ },
