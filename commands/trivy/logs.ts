@@ -4,6 +4,7 @@ import { sshFlags } from '../_ssh.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { InterruptedError } from '../../src/errors.js'
 import { run } from '../../src/ssh/index.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type LogsResult = { hosts: Array<{ host: string; lines: number }> }
 
@@ -14,7 +15,7 @@ export default class TrivyLogs extends LabctlCommand<LogsResult> {
   static override flags = {
     ...sshFlags,
     since: Flags.string({ summary: 'Start time (journalctl --since syntax).' }),
-    lines: Flags.integer({ char: 'n', summary: 'Show the last N lines.', min: 1 }),
+    lines: Flags.integer({ char: 'n', summary: 'Show the last N lines.', min: 1, max: LIMITS.lines.max }),
     follow: Flags.boolean({ char: 'f', summary: 'Keep streaming new lines until Ctrl-C.' }),
   }
 

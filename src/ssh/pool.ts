@@ -2,7 +2,7 @@
 // host keys always verified against known_hosts, commands built from argument arrays, secrets only on
 // stdin or over SFTP, atomic file writes.
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, posix } from 'node:path'
 import ssh2, { type ClientChannel, type SFTPWrapper } from 'ssh2'
@@ -16,6 +16,7 @@ import { SshConfig, expandTokens } from './config.js'
 import { connectError, hostKeyChangedError, hostKeyRevokedError, hostKeyUnknownError, sudoFailure, type SshErrorContext } from './failures.js'
 import { appendKnownHost, hostKeyInfo, knownHostName, lookupKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js'
 import { shellQuote } from './quote.js'
+import { describeReadError, readBounded } from '../fs/read-bounded.js'
 
 /** Where and how to connect. Every field but `host` is optional; ~/.ssh/config fills the gaps. */
 export type SshTarget = {
@@ -487,11 +488,10 @@ export class SshPool {
     const keyMethod = (f: IdentityFile): void => {
       let buf: Buffer
       try {
-        buf = readFileSync(f.path)
+        buf = readBounded(f.path, 'ssh-key')
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code
         if (f.explicit) {
-          throw new LabctlError(`identity file ${f.path} for ${r.label} cannot be read (${code ?? String(err)})`, {
+          throw new LabctlError(`identity file ${f.path} for ${r.label} cannot be read (${describeReadError(err)})`, {
             code: 'SSH_IDENTITY',
             suggestion: 'fix ssh.identityFile in the inventory (a private key file readable by you)',
             cause: err,
