@@ -30,6 +30,7 @@ want openssl          openssl
 want sudo             sudo
 want curl             curl
 want prometheus       promtool   # promtool (alert rule tests) and the lab's Prometheus
+want nftables         nft /usr/sbin/nft
 want golang-go        go /usr/local/go/bin/go
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"

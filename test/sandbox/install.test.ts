@@ -144,7 +144,7 @@ describe('trivy install on a bare sandbox host', () => {
     expect(changed(h)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', 'service'])
     // The sandbox host shares the CI machine's network namespace: the firewall is never touched there.
     expect(res(h, 'firewall')).toMatchObject({ action: 'skip', warnings: [expect.stringMatching(/skipped: neither ufw nor nft on the host|planned only/)] })
-    expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_TOKEN=\*\*\* \(sha256:[0-9a-f]{12}\)/)
+    expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_TOKEN=\[REDACTED\] \(sha256:[0-9a-f]{12}\)/)
     expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_DB_REPOSITORY=127\.0\.0\.1:\d+\/aquasec\/trivy-db:2/)
     expect(res(h, 'env-file').diff!.join('\n')).not.toMatch(/SKIP_DB_UPDATE/)
     expect(res(h, 'env-file').notes).toContainEqual(expect.stringMatching(/a new token, generated now and stored in .*secrets\/trivy-vm\/token \(0600\)/))
