@@ -14,7 +14,7 @@ import { labAgent } from '../net/http.js'
 import { canaryScan, getVersion } from '../trivy/api.js'
 import { sections } from '../trivy/remote.js'
 import { loadToken } from '../trivy/token.js'
-import { poolRemote, type DbRemote } from './host.js'
+import type { DbRemote } from './host.js'
 import { blobPath, findInIndex } from './layout.js'
 import { ARTIFACTS, type ArtifactKey } from './ref.js'
 import { fileDigest } from './registry.js'
@@ -144,12 +144,12 @@ export async function loadDb(
   loaded: LoadedInventory,
   host: ScannerHost,
   archives: CheckedArchive[],
-  o: { waitMs: number; tokenFile?: string | undefined; remote?: DbRemote; signal?: AbortSignal },
+  o: { waitMs: number; tokenFile?: string | undefined; remote: DbRemote; signal?: AbortSignal },
   progress: (m: string) => void = () => {},
 ): Promise<LoadResult> {
   const inv = loaded.inventory
   const t = inv.trivy
-  const remote = o.remote ?? poolRemote
+  const remote = o.remote
   const token = loadToken({ tokenFile: o.tokenFile, secretsDir: inventoryPath(loaded, inv.secrets.dir) }).token
   const steps: LoadStep[] = []
   const step = async <T>(name: string, fn: () => Promise<T>, detail: (r: T) => string): Promise<T> => {

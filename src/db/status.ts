@@ -12,7 +12,7 @@ import { describeNetError, labAgent } from '../net/http.js'
 import { getVersion } from '../trivy/api.js'
 import { sections } from '../trivy/remote.js'
 import type { AuthSource } from './auth.js'
-import { poolRemote, type DbRemote } from './host.js'
+import type { DbRemote } from './host.js'
 import { ARTIFACTS, ARTIFACT_KEYS, formatRef, isIndex, mirrorRef, parseRef, type ArtifactKey } from './ref.js'
 import { RegistryClient, type Descriptor } from './registry.js'
 import { mirrorAgents } from './settings.js'
@@ -164,12 +164,12 @@ export async function hostDbState(
   loaded: LoadedInventory,
   host: ScannerHost,
   mirror: MirrorRepoState[] | undefined,
-  o: { timeoutMs: number; remote?: DbRemote; now?: number },
+  o: { timeoutMs: number; remote: DbRemote; now?: number },
 ): Promise<HostDbState> {
   const inv = loaded.inventory
   const t = inv.trivy
   const now = o.now ?? Date.now()
-  const remote = o.remote ?? poolRemote
+  const remote = o.remote
   const base = host.debugUrl ? new URL(host.debugUrl).origin : t.publicUrl
   const caFile = t.caBundle ? inventoryPath(loaded, t.caBundle) : undefined
   const agent = labAgent({ dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs, caFile, connectTimeoutMs: o.timeoutMs })
@@ -250,7 +250,7 @@ export async function hostDbState(
 export async function dbStatus(
   loaded: LoadedInventory,
   hosts: ScannerHost[],
-  o: { timeoutMs: number; auth: AuthSource; remote?: DbRemote; now?: number },
+  o: { timeoutMs: number; auth: AuthSource; remote: DbRemote; now?: number },
 ): Promise<DbStatusResult> {
   const inv = loaded.inventory
   const slaHours = inv.thresholds.dbFreshnessHours

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../../_base.js'
-import { sshFlags } from '../../_ssh.js'
+import { sshFlags } from '../../_flags.js'
 import { UsageError } from '../../../src/errors.js'
 import { selectHosts } from '../../../src/inventory/load.js'
 import { archivesFromLayout, checkArchive, loadDb, loadPlan, type CheckedArchive, type LoadResult } from '../../../src/db/load.js'
@@ -49,11 +49,11 @@ changes nothing. --from-dir takes the layout written by \`labctl trivy db mirror
     const shown = archives.map(({ file: _f, ...rest }) => rest)
     if (flags['dry-run']) return { dryRun: true, archives: shown, plan, results: [] }
     await this.confirmOrStop(flags, `Load this DB into ${hosts.map((h) => h.name).join(', ')} (the service is stopped meanwhile)?`, `db load stops ${hosts.map((h) => h.name).join(', ')} and replaces its DB`)
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     const results: LoadResult[] = []
     // One host at a time: the rest of a fleet keeps serving.
     for (const h of hosts) {
-      const r = await loadDb(loaded, h, archives, { waitMs: flags.wait * 1000, tokenFile: flags['token-file'], signal: this.abort.signal }, (m) => this.note(`• ${m}`))
+      const r = await loadDb(loaded, h, archives, { waitMs: flags.wait * 1000, tokenFile: flags['token-file'], remote, signal: this.abort.signal }, (m) => this.note(`• ${m}`))
       for (const s of r.steps) this.log(`ok    ${h.name} ${s.step.padEnd(22)} ${s.detail} (${s.durationMs} ms)`)
       this.log(`${h.name}: loaded ${r.loaded.map((l) => `${l.kind} (UpdatedAt ${l.updatedAt})`).join(', ')}, downtime ${(r.downtimeMs / 1000).toFixed(1)} s${r.loaded.some((l) => l.previous) ? `, previous kept at ${r.loaded.map((l) => l.previous).filter(Boolean).join(', ')}` : ''}`)
       results.push(r)

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../../_base.js'
-import { sshFlags } from '../../_ssh.js'
+import { sshFlags } from '../../_flags.js'
 import { selectHosts } from '../../../src/inventory/load.js'
 import { loadAuth } from '../../../src/db/auth.js'
 import { short, size } from '../../../src/db/progress.js'
@@ -26,8 +26,8 @@ apart from a stale mirror. Exit 3 when a host's DB or a mirrored repository is s
     const { flags } = await this.parse(TrivyDbStatus)
     const loaded = this.loadInventory(flags)
     const hosts = selectHosts(loaded.inventory, flags.host)
-    await this.useSsh(flags)
-    const r = await dbStatus(loaded, hosts, { timeoutMs: flags.timeout, auth: loadAuth() })
+    const remote = await this.openRemote(flags)
+    const r = await dbStatus(loaded, hosts, { timeoutMs: flags.timeout, auth: loadAuth(), remote })
     for (const h of r.hosts) {
       const db = h.server?.db ?? h.metadata
       this.log(`${h.host}: ${h.verdict.toUpperCase()}${h.ageHours !== undefined ? `, age ${h.ageHours} h (SLA ${r.slaHours} h)` : ''}`)
