@@ -9,6 +9,8 @@ export default class SandboxUp extends LabctlCommand<SandboxUpResult> {
     `Idempotent: when the sandbox is already up nothing changes. Free ports are picked at start and written into
 the generated inventory "sandbox" ($XDG_CONFIG_HOME/labctl/labs/sandbox.yaml), so \`labctl --lab sandbox ...\` works.
 State, logs, the CA and the token live under $XDG_STATE_HOME/labctl/sandbox (or LABCTL_SANDBOX_DIR).
+trivy-0 is provisioned by \`labctl trivy install\` itself (over SSH, with that inventory) and the edge's Trivy part is
+what \`labctl trivy install --haproxy\` renders, so \`labctl trivy install --dry-run\` right after \`up\` has nothing to change.
 The sandbox also serves the trivy .deb (built once around the real binary, cached under ~/.cache/labctl/trivy-deb)
 release-style on a loopback package source: trivy.packageUrl in the inventory.
 --bare starts the scanner host without trivy (no package, user, unit, env file or DB; HAProxy answers 503) for
@@ -24,6 +26,8 @@ the machine's own network namespace, no Jenkins, the scanner host's firewall pla
     '<%= config.bin %> sandbox up',
     '<%= config.bin %> trivy validate --lab sandbox',
     '<%= config.bin %> sandbox up --bare && <%= config.bin %> trivy install --lab sandbox --yes',
+    '<%= config.bin %> sandbox status   # the nodes of the lab and their addresses',
+    '<%= config.bin %> sandbox up --loopback   # without root: every part on 127.0.0.1',
   ]
   static override flags = {
     bare: Flags.boolean({ summary: 'Start the scanner host with no trivy at all, for `labctl trivy install`.' }),

@@ -279,19 +279,24 @@ export async function restartComponent(name: ServiceName, state: SandboxState, t
   }
 }
 
-/** HAProxy's view of the backend: /healthz through the TLS edge, by the public name, answers ok. */
-export async function edgeHealthy(state: SandboxState): Promise<boolean> {
-  if (!reachable(state)) return false
+/** What the TLS edge answers for /healthz by the public name within 1 s: its status and body, or undefined (no answer). */
+async function edgeAnswer(state: SandboxState): Promise<{ status: number; body: string } | undefined> {
+  if (!reachable(state)) return undefined
   const p = sandboxPaths(state.dir)
   const agent = labAgent({ dnsServers: [endpoint(state, 'dns')], dnsTimeoutMs: 1000, caFile: p.caCert, connectTimeoutMs: 1000 })
   try {
-    const res = await httpRequest(`https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}/healthz`, { dispatcher: agent, timeoutMs: 1000 })
-    return res.status === 200 && res.body.trim() === 'ok'
+    return await httpRequest(`https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}/healthz`, { dispatcher: agent, timeoutMs: 1000 })
   } catch {
-    return false
+    return undefined
   } finally {
     await agent.close()
   }
+}
+
+/** HAProxy's view of the backend: /healthz through the TLS edge, by the public name, answers ok. */
+export async function edgeHealthy(state: SandboxState): Promise<boolean> {
+  const a = await edgeAnswer(state)
+  return a?.status === 200 && a.body.trim() === 'ok'
 }
 
 export async function stopComponent(name: ServiceName, state: SandboxState): Promise<void> {
@@ -300,6 +305,9 @@ export async function stopComponent(name: ServiceName, state: SandboxState): Pro
   else await stopProcess(state.pids[name])
   delete state.pids[name]
   writeState(state)
+  // The edge's health checks (install's backend: fall 3 at 2 s) mark the server down within ~6 s; until then
+  // HAProxy still retries the dead server. Stopped means what a client sees: the edge's 503 (bounded wait).
+  if (name === 'trivy' && isAlive(state.pids.haproxy)) await waitFor(async () => (await edgeAnswer(state))?.status === 503, 15_000)
 }
 
 export async function writeServerCert(p: SandboxPaths, opts: CertOptions): Promise<void> {
