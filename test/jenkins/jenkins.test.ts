@@ -385,6 +385,14 @@ describe('jenkins client: JSON answers of the wrong shape', () => {
     }
   })
 
+  it('takes an empty 200 labelled text/html for the success it is (only a page with content is a login page)', async () => {
+    const xml = secretTextXml({ scope: 'GLOBAL', id: ID, description: 'd', secret: 'x' }).replace('<secret>x</secret>', '<secret><secret-redacted/></secret>')
+    const srv = await rawServer((path) => (path.endsWith('/config.xml') && srv.paths.length === 1 ? [200, 'application/xml', xml] : [200, 'text/html;charset=utf-8', '']))
+    const r = await updateSecretText(opts({ url: srv.url } as JenkinsStandin))
+    expect(r).toMatchObject({ action: 'updated', scope: 'GLOBAL', description: 'd', requests: 2 })
+    expect(srv.paths).toEqual([`/credentials/store/system/domain/_/credential/${ID}/config.xml`, `/credentials/store/system/domain/_/credential/${ID}/config.xml`])
+  })
+
   it('refuses a crumb that is null or whose field cannot be an HTTP header, before any POST', async () => {
     for (const body of ['null', '{"crumb":"abc","crumbRequestField":"Jenkins Crumb\\r\\nX-Evil: 1"}', '{"crumb":"a\\nb","crumbRequestField":"Jenkins-Crumb"}']) {
       const srv = await rawServer((path) => (path.startsWith('/crumbIssuer/') ? [200, 'application/json', body] : [404, 'text/html', '<html><title>Not Found</title></html>']))
