@@ -375,7 +375,7 @@ async function rawServer(answer: (path: string) => [number, string, string]): Pr
   return { url: `http://127.0.0.1:${(srv.address() as { port: number }).port}/`, paths }
 }
 
-describe('jenkins client: JSON answers of the wrong shape', () => {
+describe('jenkins client: answers the stand-in never gives (JSON of the wrong shape, an empty text/html 200)', () => {
   it('maps JSON that is not the expected object (null, an array, a list of nulls) to a bad response, not a crash', async () => {
     for (const body of ['null', '[]', '"text"', '{"credentials":[null]}', '{"credentials":{}}']) {
       const srv = await rawServer(() => [200, 'application/json', body])
