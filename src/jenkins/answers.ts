@@ -109,18 +109,20 @@ export function expectDocument(s: Session, res: HttpResult, expected: string, wh
   if (looksLikeHtml(res)) throw htmlInstead(s, res, expected, what)
 }
 
-/** 404 for the store itself: no such folder, or the user may not view its credentials. */
+/** 404 for the store itself: no such folder, or the user (or anonymous) may not view its credentials. */
 export function storeMissing(s: Session, store: ParsedStore): LabctlError {
+  const who = s.authKind === 'none' ? 'anonymous requests' : `user ${s.user}`
   const message =
     store.kind === 'system'
-      ? `Jenkins shows user ${s.user} no system credentials store (404)`
-      : `Jenkins has no folder ${store.folder.join('/')}, or user ${s.user} may not view its credentials (404)`
+      ? `Jenkins shows ${who} no system credentials store (404)`
+      : `Jenkins has no folder ${store.folder.join('/')}, or ${who} may not view its credentials (404)`
+  const view = s.authKind === 'none' ? 'that a Jenkins user and API token are given (anonymous requests seldom see credentials)' : `that ${s.user} has Credentials/View`
   return new LabctlError(message, {
     code: JenkinsErrorCode.StoreNotFound,
     suggestion:
       store.kind === 'system'
-        ? `Check the Jenkins URL (root URL, with any context path such as /jenkins) and that ${s.user} has Credentials/View there`
-        : `Check the folder's full name (folder:a/b is the folder at /job/a/job/b) and that ${s.user} has Credentials/View on it`,
+        ? `Check the Jenkins URL (root URL, with any context path such as /jenkins) and ${view} there`
+        : `Check the folder's full name (folder:a/b is the folder at /job/a/job/b) and ${view} on it`,
   })
 }
 

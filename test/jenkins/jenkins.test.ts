@@ -393,6 +393,14 @@ describe('jenkins client: answers the stand-in never gives (JSON of the wrong sh
     expect(srv.paths).toEqual([`/credentials/store/system/domain/_/credential/${ID}/config.xml`, `/credentials/store/system/domain/_/credential/${ID}/config.xml`])
   })
 
+  it('names anonymous requests, not an empty user, when a store is a 404 without credentials', async () => {
+    const srv = await rawServer(() => [404, 'text/html', '<html><title>Error 404 Not Found</title></html>'])
+    const err = await failureOf(credentialExists({ url: srv.url, user: '', timeoutMs: 2000, store: 'folder:team-a', credentialId: ID }))
+    expect(err.code).toBe('JENKINS_STORE_NOT_FOUND')
+    expect(err.message).toBe('Jenkins has no folder team-a, or anonymous requests may not view its credentials (404)')
+    expect(err.suggestion).toMatch(/a Jenkins user and API token are given/)
+  })
+
   it('refuses a crumb that is null or whose field cannot be an HTTP header, before any POST', async () => {
     for (const body of ['null', '{"crumb":"abc","crumbRequestField":"Jenkins Crumb\\r\\nX-Evil: 1"}', '{"crumb":"a\\nb","crumbRequestField":"Jenkins-Crumb"}']) {
       const srv = await rawServer((path) => (path.startsWith('/crumbIssuer/') ? [200, 'application/json', body] : [404, 'text/html', '<html><title>Not Found</title></html>']))
