@@ -393,6 +393,20 @@ describe('jenkins client: answers the stand-in never gives (JSON of the wrong sh
     expect(srv.paths).toEqual([`/credentials/store/system/domain/_/credential/${ID}/config.xml`, `/credentials/store/system/domain/_/credential/${ID}/config.xml`])
   })
 
+  it('reads config.xml as Jenkins writes it: XML 1.1 declaration, plugin attribute, redacted secret', async () => {
+    const xml = `<?xml version='1.1' encoding='UTF-8'?>\n<${STRING_CREDENTIALS} plugin="plain-credentials@183.va_de8f1dd5a_2b_">\n  <scope>SYSTEM</scope>\n  <id>${ID}</id>\n  <description>a &amp; b</description>\n  <secret>\n    <secret-redacted/>\n  </secret>\n</${STRING_CREDENTIALS}>`
+    const posted: string[] = []
+    const srv = await rawServer((path) => {
+      if (srv.paths.length === 1) return [200, 'application/xml;charset=utf-8', xml]
+      posted.push(path)
+      return [200, 'text/plain', '']
+    })
+    const r = await updateSecretText(opts({ url: srv.url } as JenkinsStandin))
+    // The scope (SYSTEM, allowed in the system store) and the description are kept as Jenkins has them.
+    expect(r).toMatchObject({ action: 'updated', scope: 'SYSTEM', description: 'a & b' })
+    expect(posted).toEqual([`/credentials/store/system/domain/_/credential/${ID}/config.xml`])
+  })
+
   it('names anonymous requests, not an empty user, when a store is a 404 without credentials', async () => {
     const srv = await rawServer(() => [404, 'text/html', '<html><title>Error 404 Not Found</title></html>'])
     const err = await failureOf(credentialExists({ url: srv.url, user: '', timeoutMs: 2000, store: 'folder:team-a', credentialId: ID }))
