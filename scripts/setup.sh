@@ -29,6 +29,7 @@ want dnsutils         dig
 want openssl          openssl
 want sudo             sudo
 want curl             curl
+want nftables         nft /usr/sbin/nft
 want golang-go        go /usr/local/go/bin/go
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"

@@ -12,7 +12,11 @@ State, logs, the CA and the token live under $XDG_STATE_HOME/labctl/sandbox (or 
 The sandbox also serves the trivy .deb (built once around the real binary, cached under ~/.cache/labctl/trivy-deb)
 release-style on a loopback package source: trivy.packageUrl in the inventory.
 --bare starts the scanner host without trivy (no package, user, unit, env file or DB; HAProxy answers 503) for
-\`labctl trivy install\` to provision.`,
+\`labctl trivy install\` to provision.
+--net (or LABCTL_SANDBOX_NET=1) makes the lab a network: one network namespace per machine (edge, trivy-0, dns,
+registry, jenkins, agent, outsider) on a /24 of 198.18.0.0/15 joined by a bridge; the workstation gets one link
+and one route into it, nothing is routed off the machine. Needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): without
+them it stops at once with exit 1 and changes nothing. \`labctl sandbox exec NODE -- CMD\` runs a command on a node.`,
   )
   static override examples = [
     '<%= config.bin %> sandbox up',
@@ -21,15 +25,18 @@ release-style on a loopback package source: trivy.packageUrl in the inventory.
   ]
   static override flags = {
     bare: Flags.boolean({ summary: 'Start the scanner host with no trivy at all, for `labctl trivy install`.' }),
+    net: Flags.boolean({ summary: 'Run every machine in a network namespace of its own, on a lab /24 (needs root).' }),
   }
 
   async run(): Promise<SandboxUpResult> {
     const { flags } = await this.parse(SandboxUp)
-    const result = await sandboxUp({ progress: (m) => this.note(`• ${m}`), bare: flags.bare })
+    const result = await sandboxUp({ progress: (m) => this.note(`• ${m}`), bare: flags.bare, ...(flags.net ? { net: true } : {}) })
     this.log(result.changed ? `sandbox is up${result.bare ? ' with a bare scanner host' : ''} (${(result.durationMs / 1000).toFixed(1)} s)` : 'sandbox was already up: nothing changed')
     renderStatus(this, result)
     const pkg = result.packageServer
     if (pkg) this.log(`  package source ${pkg.healthy ? 'up' : 'DOWN'}: ${pkg.detail}${pkg.pid ? ` (pid ${pkg.pid})` : ''}`)
+    const jk = result.jenkins
+    if (jk) this.log(`  jenkins ${jk.healthy ? 'up' : 'DOWN'}: ${jk.detail}${jk.pid ? ` (pid ${jk.pid})` : ''}`)
     if (result.bare) this.log('  next: `labctl trivy install --lab sandbox` (the host has no trivy yet)')
     return result
   }

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { LabctlError, UsageError } from '../errors.js'
 import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, writeState, type SandboxState } from './layout.js'
-import { edgeHealthy, restartComponent, stopComponent, writeServerCert } from './index.js'
+import { edgeHealthy, labRecords, restartComponent, stopComponent, writeServerCert } from './index.js'
+import { componentAddr, endpoint } from './nodes.js'
 import { buildHostDb, CACHE_DIR, hostExec, hostHasService, SERVICE, trivyPid, unitFile, writeHostEnv } from './host.js'
 import { isAlive, waitFor, portOpen } from './proc.js'
 import { findTools } from './prereqs.js'
@@ -109,8 +110,8 @@ export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{
     case 'service-stopped': {
       await stopComponent('trivy', state)
       // The fault is in effect only when nothing answers on the listener and the edge says so too.
-      const down = await waitFor(async () => !(await portOpen(state.ports.trivy)) && !(await edgeHealthy(state)), 10_000)
-      if (!down) throw new LabctlError(`something still answers on 127.0.0.1:${state.ports.trivy} after stopping the service`, { suggestion: 'check for a stray trivy process (ps -ef | grep trivy)' })
+      const down = await waitFor(async () => !(await portOpen(state.ports.trivy, componentAddr(state, 'trivy'))) && !(await edgeHealthy(state)), 10_000)
+      if (!down) throw new LabctlError(`something still answers on ${endpoint(state, 'trivy')} after stopping the service`, { suggestion: 'check for a stray trivy process (ps -ef | grep trivy)' })
       break
     }
     case 'hung': {
@@ -218,11 +219,7 @@ export async function healSandbox(dir = sandboxDir(), opts: { all?: boolean } = 
   }
   if (has('pkg-source-down') && state.ports.pkg) await restartComponent('pkg', state, tools)
   if (has('dns-removed')) {
-    state.dnsRecords = [
-      { name: SANDBOX_NAMES.fqdn, address: '127.0.0.1' },
-      { name: SANDBOX_NAMES.alias, cname: SANDBOX_NAMES.fqdn },
-      { name: SANDBOX_NAMES.publicName, address: '127.0.0.1' },
-    ]
+    state.dnsRecords = labRecords(state)
     await restartComponent('dns', state, tools)
   }
   if (has('cert-expired', 'cert-expiring', 'cert-wrong-name')) {

@@ -8,6 +8,10 @@ import { LabctlError, oneLine } from '../errors.js'
 import { projectRoot, SANDBOX_NAMES, type SandboxPaths, type SandboxState } from './layout.js'
 import { isAlive, spawnDaemon, stopProcess } from './proc.js'
 import type { Tools } from './prereqs.js'
+import { endpoint, nodeAddr, onNode } from './nodes.js'
+import { knownHostName } from '../ssh/known-hosts.js'
+import { NFT_FILE, nftRuleset } from '../trivy/install-render.js'
+import { which } from './prereqs.js'
 
 export const HOST_USER = 'labops'
 /** A second login whose sudo asks for a password: tests that labctl says so instead of hanging. */
@@ -35,7 +39,8 @@ export function hostPaths(p: SandboxPaths) {
 export async function hostExec(state: SandboxState, argv: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
   const pid = state.pids.host
   if (!pid || !isAlive(pid)) throw new LabctlError('the sandbox host trivy-0 is not running', { suggestion: 'run `labctl sandbox up`' })
-  const r = await execa('nsenter', ['-t', String(pid), '-m', '-u', '--', ...argv], {
+  // Its mount, UTS and network namespaces: in the lab network the host is a machine of its own.
+  const r = await execa('nsenter', ['-t', String(pid), '-m', '-u', '-n', '--', ...argv], {
     timeout: opts.timeoutMs ?? 60_000,
     reject: false,
     ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' }),
@@ -77,6 +82,18 @@ export async function hostHasService(state: SandboxState): Promise<boolean> {
 export const FIREWALL_PLAN_ONLY = '/etc/labctl/firewall-plan-only'
 const FIREWALL_PLAN_ONLY_REASON = "sandbox host: it shares the machine's network namespace, so its firewall is the CI machine's"
 
+/**
+ * The listener's firewall on a lab-network host (its own network namespace): labctl's own nftables
+ * ruleset (the one `labctl trivy install` writes), opening the listener port only to the given sources.
+ * Written to the same file install manages, then loaded into trivy-0's namespace.
+ */
+export async function applyHostFirewall(state: SandboxState, sources: string[]): Promise<void> {
+  if (!state.net) throw new LabctlError('the loopback sandbox shares the machine\'s firewall: nothing is applied there', { suggestion: 'use `labctl sandbox up --net`' })
+  if (!which('nft')) throw new LabctlError('missing prerequisite: nft (nftables), for the scanner host\'s firewall', { code: 'MISSING_PREREQUISITE', suggestion: 'run `./scripts/setup.sh` (or `apt-get install nftables`)' })
+  const ruleset = nftRuleset({ port: state.ports.trivy, sources })
+  await hostExec(state, ['sh', '-c', `install -d -m 0755 /etc/nftables.d && cat > ${NFT_FILE}.tmp && chmod 0644 ${NFT_FILE}.tmp && mv ${NFT_FILE}.tmp ${NFT_FILE} && nft -f ${NFT_FILE}`], { input: ruleset })
+}
+
 export async function readHostToken(state: SandboxState): Promise<string> {
   const text = await hostExec(state, ['cat', ENV_FILE])
   return (text.split('\n').find((l) => l.startsWith('TRIVY_TOKEN=')) ?? '').slice('TRIVY_TOKEN='.length).trim()
@@ -92,7 +109,7 @@ Type=simple
 User=trivy
 Group=trivy
 EnvironmentFile=${ENV_FILE}
-ExecStart=/usr/bin/trivy server --listen 127.0.0.1:${state.ports.trivy} --cache-dir ${CACHE_DIR}
+ExecStart=/usr/bin/trivy server --listen ${endpoint(state, 'trivy')} --cache-dir ${CACHE_DIR}
 Restart=on-failure
 RestartSec=1
 TimeoutStopSec=10
@@ -104,8 +121,8 @@ WantedBy=multi-user.target
 }
 
 function sshdConfig(state: SandboxState, h: ReturnType<typeof hostPaths>): string {
-  return `# labctl sandbox: sshd for the scanner host trivy-0 (127.0.0.1 only)
-ListenAddress 127.0.0.1:${state.ports.host}
+  return `# labctl sandbox: sshd for the scanner host trivy-0 (${nodeAddr(state, 'trivy-0')} only)
+ListenAddress ${endpoint(state, 'host')}
 HostKey ${h.hostKey}
 PidFile none
 UsePAM no
@@ -139,7 +156,7 @@ export function startHost(state: SandboxState, p: SandboxPaths): number {
   writeFileSync(h.sshdConfig, sshdConfig(state, h))
   // sshd needs its privilege-separation dir; it lives in the overlay, not in the machine's /run.
   const script = `hostname trivy-0 && ${mounts} && mount -t tmpfs tmpfs /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -f ${h.sshdConfig} -E ${h.sshdLog}`
-  return spawnDaemon('unshare', ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', '-c', script], { log: join(p.logs, 'host.log') })
+  return spawnDaemon(...onNode(state, 'trivy-0', 'unshare', ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', '-c', script]), { log: join(p.logs, 'host.log') })
 }
 
 async function keygen(file: string, comment: string): Promise<void> {
@@ -156,7 +173,7 @@ export async function ensureKeys(p: SandboxPaths): Promise<void> {
 export function writeKnownHosts(state: SandboxState, p: SandboxPaths): void {
   const h = hostPaths(p)
   const [type, key] = readFileSync(`${h.hostKey}.pub`, 'utf8').trim().split(/\s+/)
-  const names = [SANDBOX_NAMES.fqdn, SANDBOX_NAMES.alias, '127.0.0.1'].map((n) => `[${n}]:${state.ports.host}`).join(',')
+  const names = [SANDBOX_NAMES.fqdn, SANDBOX_NAMES.alias, nodeAddr(state, 'trivy-0')].map((n) => knownHostName(n, state.ports.host)).join(',')
   writeFileSync(h.knownHosts, `${names} ${type} ${key}\n`, { mode: 0o600 })
 }
 
@@ -183,7 +200,10 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
     `printf 'trivy-0\\n' > /etc/hostname`,
     `grep -q ' trivy-0' /etc/hosts || printf '127.0.1.1 ${SANDBOX_NAMES.fqdn} trivy-0\\n' >> /etc/hosts`,
     `install -m 0755 ${standins}/systemctl /usr/local/bin/systemctl && install -m 0755 ${standins}/journalctl /usr/local/bin/journalctl`,
-    `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && printf '%s\\n' "${FIREWALL_PLAN_ONLY_REASON}" > ${FIREWALL_PLAN_ONLY}`,
+    // In the lab network the host has a network of its own: its firewall is real (no plan-only marker).
+    state.net
+      ? `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && rm -f ${FIREWALL_PLAN_ONLY}`
+      : `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && printf '%s\\n' "${FIREWALL_PLAN_ONLY_REASON}" > ${FIREWALL_PLAN_ONLY}`,
     ...(opts.bare
       ? [
           // Whatever the machine underneath has, the bare host has no trivy (whiteouts in the overlays).
@@ -202,6 +222,12 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
         ]),
   ].join('\n')
   await hostExec(state, ['sh', '-c', script], { input: pub })
+  if (state.net) {
+    // A lab machine trusts the lab CA (the registry's HTTPS): appended to the host's own bundle, in its overlay.
+    const ca = readFileSync(p.caCert, 'utf8')
+    const bundle = '/etc/ssl/certs/ca-certificates.crt'
+    await hostExec(state, ['sh', '-c', `mkdir -p /etc/ssl/certs && ca=$(cat) && if ! grep -qF "$(printf '%s\\n' "$ca" | sed -n 2p)" ${bundle} 2>/dev/null; then printf '%s\\n' "$ca" >> ${bundle}; fi`], { input: ca })
+  }
   if (opts.bare) return
   await writeHostEnv(state, token)
   await hostExec(state, ['sh', '-c', `mkdir -p /etc/systemd/system && cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) })

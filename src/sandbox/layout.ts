@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { xdgDir } from '../paths.js'
+import type { NetState } from './netns.js'
 
 /** The lab's names inside the sandbox; the shape mirrors the seed lab (trivy-0, private alias, public name). */
 export const SANDBOX_NAMES = {
@@ -35,13 +36,13 @@ export const COMPONENTS: ComponentName[] = ['registry', 'dns', 'host', 'trivy', 
  * server of the trivy .deb that `labctl trivy install` downloads from). The package source is reported
  * apart from the components (SandboxStatus.packageServer).
  */
-export type ServiceName = ComponentName | 'pkg'
+export type ServiceName = ComponentName | 'pkg' | 'jenkins'
 
 export type SandboxState = {
   version: 1
   dir: string
   startedAt: string
-  ports: Record<ComponentName, number> & Partial<Record<'pkg', number>>
+  ports: Record<ComponentName, number> & Partial<Record<'pkg' | 'jenkins', number>>
   pids: Partial<Record<ServiceName, number>>
   /** Started with `--bare`: the scanner host has no trivy until `labctl trivy install` puts it there. */
   bare?: boolean
@@ -54,6 +55,10 @@ export type SandboxState = {
   faults?: string[]
   /** PID of the stand-in that replaces Trivy during the "hung" fault. */
   hungPid?: number
+  /** Started with `--net`: every machine is a network namespace on the lab's own /24 (see netns.ts). */
+  net?: NetState
+  /** The registry serves HTTPS with a certificate of the sandbox CA (the lab network, once its content is pushed). */
+  registryTls?: boolean
 }
 
 export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -69,12 +74,17 @@ export function sandboxPaths(dir: string) {
     caCert: join(dir, 'tls', 'ca.pem'),
     caKey: join(dir, 'tls', 'ca-key.pem'),
     publicPem: join(dir, 'tls', 'public.pem'),
+    registryCert: join(dir, 'tls', 'registry.pem'),
+    registryKey: join(dir, 'tls', 'registry-key.pem'),
     haproxyCfg: join(dir, 'haproxy.cfg'),
     registryCfg: join(dir, 'registry.yml'),
     registryData: join(dir, 'registry-data'),
     image: join(dir, 'image-oci'),
     secrets: join(dir, 'secrets', 'trivy-vm'),
     token: join(dir, 'secrets', 'trivy-vm', 'token'),
+    /** The Jenkins stand-in's API token for labctl (jenkins.apiTokenFile), and its seed (users, credentials). */
+    jenkinsToken: join(dir, 'secrets', 'jenkins-api-token'),
+    jenkinsSeed: join(dir, 'secrets', 'jenkins-seed.json'),
   }
 }
 export type SandboxPaths = ReturnType<typeof sandboxPaths>

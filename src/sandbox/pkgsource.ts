@@ -99,7 +99,7 @@ export async function ensureTrivyDeb(trivyBin: string, version = TRIVY_VERSION):
  */
 export const PKG_SERVER = String.raw`
 const http = require('http'), fs = require('fs'), path = require('path')
-const [root, port, mode] = process.argv.slice(1)
+const [root, port, mode, host = '127.0.0.1'] = process.argv.slice(1)
 const log = (m) => process.stdout.write(new Date().toISOString() + ' ' + m + '\n')
 const srv = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://x')
@@ -124,10 +124,10 @@ const srv = http.createServer((req, res) => {
     fs.createReadStream(file).on('end', () => done(200, st.size + ' bytes')).pipe(res)
   })
 })
-srv.listen(Number(port), '127.0.0.1', () => log('serving ' + root + ' on 127.0.0.1:' + port + (mode === 'die-midway' ? ' (will go down during the next .deb download)' : '')))
+srv.listen(Number(port), host, () => log('serving ' + root + ' on ' + host + ':' + port + (mode === 'die-midway' ? ' (will go down during the next .deb download)' : '')))
 `
 
 /** The URL template written into the sandbox inventory (trivy.packageUrl). */
-export function sandboxPackageUrl(port: number): string {
-  return `http://127.0.0.1:${port}/v{version}/trivy_{version}_Linux-{arch}.deb`
+export function sandboxPackageUrl(port: number, host = '127.0.0.1'): string {
+  return `http://${host}:${port}/v{version}/trivy_{version}_Linux-{arch}.deb`
 }

@@ -8,7 +8,7 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const
 const DAY = 86_400_000
 
 export type Pem = { certPem: string; keyPem: string }
-export type CertOptions = { names: string[]; notBefore?: Date; notAfter?: Date }
+export type CertOptions = { names: string[]; /** IP addresses the certificate is also for */ ips?: string[]; notBefore?: Date; notAfter?: Date }
 
 async function keyPem(key: CryptoKey): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key as webcrypto.CryptoKey))
@@ -56,7 +56,7 @@ export async function issueServerCert(ca: Pem, opts: CertOptions): Promise<Pem> 
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(opts.names.map((value) => ({ type: 'dns' as const, value }))),
+      new x509.SubjectAlternativeNameExtension([...opts.names.map((value) => ({ type: 'dns' as const, value })), ...(opts.ips ?? []).map((value) => ({ type: 'ip' as const, value }))]),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],

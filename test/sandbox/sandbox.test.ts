@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { readState } from '../../src/sandbox/layout.js'
 import { Agent } from 'undici'
 import { describe, expect, inject, it } from 'vitest'
 import { parseInventory } from '../../src/inventory/load.js'
@@ -9,9 +10,12 @@ import { labctl, parseJson } from '../helpers.js'
 const sb = inject('sandbox')
 const inventory = () => parseInventory(readFileSync(sb.inventory, 'utf8'), sb.inventory)
 
-/** A lookup that sends every name to 127.0.0.1 (the sandbox edge), as /etc/hosts would. */
+/** The edge's address: 127.0.0.1 in the loopback sandbox, the edge node's lab address with --net. */
+const edgeAddress = (): string => readState(sb.dir)?.net?.nodes.edge.address ?? '127.0.0.1'
+
+/** A lookup that sends every name to the sandbox edge, as /etc/hosts would. */
 const toLoopback = (_h: string, o: { all?: boolean }, cb: (...a: unknown[]) => void): void =>
-  o.all ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : cb(null, '127.0.0.1', 4)
+  o.all ? cb(null, [{ address: edgeAddress(), family: 4 }]) : cb(null, edgeAddress(), 4)
 
 /** Talks to HAProxy on 127.0.0.1 with the public name as SNI, verifying against the sandbox CA. */
 function edge(): { url: (path: string) => string; dispatcher: Agent } {
@@ -33,12 +37,13 @@ describe('sandbox lab', () => {
     const inv = inventory()
     const host = inv.trivy.hosts[0]!
     const fqdn = await resolveName(host.fqdn, inv.dns.servers, 1000)
-    expect(fqdn).toMatchObject({ status: 'ok', addresses: ['127.0.0.1'] })
+    expect(fqdn).toMatchObject({ status: 'ok', addresses: [host.address] })
+    expect(host.address).toBe(readState(sb.dir)?.net?.nodes['trivy-0'].address ?? '127.0.0.1')
     const alias = await resolveName(host.aliases[0]!, inv.dns.servers, 1000)
     expect(alias.status).toBe('ok')
     expect(alias.cnames).toEqual([host.fqdn])
     const pub = await resolveName(new URL(inv.trivy.publicUrl).hostname, inv.dns.servers, 1000)
-    expect(pub.addresses).toEqual(['127.0.0.1'])
+    expect(pub.addresses).toEqual([edgeAddress()])
     const missing = await resolveName('nope.sandbox.lab.test', inv.dns.servers, 1000)
     expect(missing.status).toBe('nxdomain')
   })

@@ -95,6 +95,8 @@ export type StandinOptions = {
   prefix?: string
   /** Delay of the `slow` fault (default 300 ms). */
   slowMs?: number
+  /** Where to listen (default 127.0.0.1 on a free port); the sandbox's jenkins node uses its lab address. */
+  listen?: { host: string; port: number }
 }
 
 export type JenkinsStandin = {
@@ -467,12 +469,12 @@ export async function startJenkinsStandin(opts: StandinOptions = {}): Promise<Je
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
+    server.listen(opts.listen?.port ?? 0, opts.listen?.host ?? '127.0.0.1', () => resolve())
   })
   const { port } = server.address() as AddressInfo
 
   return {
-    url: `http://127.0.0.1:${port}${prefix}`,
+    url: `http://${opts.listen?.host ?? '127.0.0.1'}:${port}${prefix}`,
     received,
     credentials,
     secretOf: (store, id) => credentials.get(store)?.get(id)?.secret,
