@@ -24,6 +24,8 @@ export function userData(s: SeedInput): string {
     hostname: s.hostname,
     fqdn: `${s.hostname}.${SANDBOX_NAMES.domain}`,
     manage_etc_hosts: true,
+    // The image has no locales but C.UTF-8 (cloud-init's default en_US.UTF-8 would fail).
+    locale: 'C.UTF-8',
     users: [
       {
         name: s.user,
@@ -37,7 +39,8 @@ export function userData(s: SeedInput): string {
     disable_root: true,
     ssh_pwauth: false,
     ssh_deletekeys: true,
-    ssh_genkeytypes: [],
+    // Only the ed25519 key, which the seed provides: nothing is generated (slow under TCG) or offered besides it.
+    ssh_genkeytypes: ['ed25519'],
     ssh_keys: { ed25519_private: s.hostKey.privatePem, ed25519_public: s.hostKey.publicLine.trim() },
     write_files: [{ path: '/etc/resolv.conf', permissions: '0644', content: `nameserver ${s.link.dns}\nsearch ${SANDBOX_NAMES.domain}\n` }],
   }
