@@ -195,6 +195,7 @@ backend trivy-vm-be
   http-check expect string ok
   default-server inter 1s fall 2 rise 1
   server trivy-0 ${endpoint(state, 'trivy')} check
+${(state.edgeServers ?? []).map((e) => `  server ${e.name} ${e.address}:${e.port} check\n`).join('')}
 
 backend be_no_site
   http-request return status 404 content-type text/plain string "no such site"

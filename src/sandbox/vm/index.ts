@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { LabctlError, oneLine } from '../../errors.js'
 import { hostPaths, HOST_USER } from '../host.js'
-import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, type SandboxState } from '../layout.js'
+import { readState, sandboxDir, sandboxPaths, SANDBOX_NAMES, writeState, type SandboxState } from '../layout.js'
 import { isAlive } from '../proc.js'
 import { shellQuote } from '../../ssh/quote.js'
 import { ensureVmImage, vmCacheRoot } from './image.js'
@@ -63,6 +63,25 @@ export function readVmState(sandbox: string): VmState | undefined {
 
 function writeVmState(sandbox: string, s: VmState): void {
   writeFileSync(vmPaths(sandbox).state, `${JSON.stringify(s, null, 2)}\n`, { mode: 0o600 })
+}
+
+/**
+ * The sandbox's edge (HAProxy) fronts the VM as a second server of the Trivy backend, health-checked
+ * like trivy-0, so validate's checks through the public name reach whichever answers. HAProxy is
+ * restarted with the new configuration only when the list changes and HAProxy runs.
+ */
+async function setEdgeServer(dir: string, server: { name: string; address: string; port: number } | undefined, name = VM_NAME): Promise<boolean> {
+  const state = readState(dir)
+  if (!state) return false
+  const others = (state.edgeServers ?? []).filter((e) => e.name !== name)
+  const next = server ? [...others, server] : others
+  if (JSON.stringify(next) === JSON.stringify(state.edgeServers ?? [])) return false
+  state.edgeServers = next
+  writeState(state)
+  if (!isAlive(state.pids.haproxy)) return true
+  const { restartComponent } = await import('../index.js')
+  await restartComponent('haproxy', state)
+  return true
 }
 
 function requireSandbox(dir: string): SandboxState {
@@ -189,6 +208,7 @@ export async function vmUp(opts: { dir?: string; progress?: Progress; bootTimeou
     authorizedKey: readFileSync(`${clientKey}.pub`, 'utf8'),
     hostKey: { privatePem: readFileSync(vp.hostKey, 'utf8'), publicLine: hostPub },
     link,
+    ...(existsSync(sandboxPaths(dir).caCert) ? { caPem: readFileSync(sandboxPaths(dir).caCert, 'utf8') } : {}),
   })
   const qi = await execa('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', image.disk, vp.disk], { timeout: 30_000, reject: false, stdin: 'ignore' })
   if (qi.exitCode !== 0) throw new LabctlError(`VM: qemu-img create failed: ${oneLine(String(qi.stderr), 200)}`, { code: 'VM_QEMU', suggestion: 'run `./scripts/setup.sh` (qemu-utils)' })
@@ -222,6 +242,7 @@ export async function vmUp(opts: { dir?: string; progress?: Progress; bootTimeou
       throw new LabctlError(`VM: cloud-init did not finish cleanly (exit ${ci.exitCode}): ${cloudInit || oneLine(ci.stderr, 200)}`, { code: 'VM_CLOUD_INIT', suggestion: `see ${vp.consoleLog}` })
     }
     writeVmState(dir, vm)
+    if (await setEdgeServer(dir, { name: VM_NAME, address: link.address, port: 4954 })) progress(`VM: the edge (HAProxy) fronts ${VM_NAME} too, health-checked on /healthz`)
     addVmHost(sandbox.inventoryPath, { name: VM_NAME, fqdn, address: link.address, user: HOST_USER, identityFile: clientKey, knownHostsFile: vp.knownHosts })
     return {
       changed: true, name: VM_NAME, address: link.address, accel: accel.accel, accelReason: accel.reason,
@@ -259,6 +280,7 @@ export async function vmDown(opts: { dir?: string } = {}): Promise<VmDownResult>
     if (await tapPresent(link)) leftover.push(`tap ${link.tap}`)
   }
   if (sandbox && existsSync(sandbox.inventoryPath) && removeVmHost(sandbox.inventoryPath)) stopped.push('inventory host trivy-vm')
+  if (sandbox && (await setEdgeServer(dir, undefined).catch(() => false))) stopped.push('edge server trivy-vm')
   if (existsSync(vp.dir)) {
     rmSync(vp.dir, { recursive: true, force: true })
     if (existsSync(vp.dir)) leftover.push(vp.dir)

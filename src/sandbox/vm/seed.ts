@@ -17,6 +17,8 @@ export type SeedInput = {
   authorizedKey: string
   hostKey: { privatePem: string; publicLine: string }
   link: VmLink
+  /** The sandbox CA (PEM): the lab's registry and edge certificates chain to it, so the VM trusts it like a lab machine. */
+  caPem?: string
 }
 
 export function userData(s: SeedInput): string {
@@ -42,6 +44,7 @@ export function userData(s: SeedInput): string {
     // Only the ed25519 key, which the seed provides: nothing is generated (slow under TCG) or offered besides it.
     ssh_genkeytypes: ['ed25519'],
     ssh_keys: { ed25519_private: s.hostKey.privatePem, ed25519_public: s.hostKey.publicLine.trim() },
+    ...(s.caPem ? { ca_certs: { trusted: [s.caPem] } } : {}),
     write_files: [{ path: '/etc/resolv.conf', permissions: '0644', content: `nameserver ${s.link.dns}\nsearch ${SANDBOX_NAMES.domain}\n` }],
   }
   return `#cloud-config\n${stringify(doc)}`
