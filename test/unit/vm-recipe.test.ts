@@ -13,6 +13,7 @@ import { vmLink } from '../../src/sandbox/vm/link.js'
 import { qemuArgs } from '../../src/sandbox/vm/qemu.js'
 import { metaData, networkConfig, userData } from '../../src/sandbox/vm/seed.js'
 import type { NetState } from '../../src/sandbox/netns.js'
+import { parseExposure } from '../../src/trivy/remote.js'
 
 const net = {
   id: '1a2b3c',
@@ -138,5 +139,14 @@ describe('VM in the sandbox inventory', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+})
+
+describe('trivy status: the unit hardening as systemd-analyze judges it', () => {
+  it('reads the overall exposure and its rating, and nothing from other output', () => {
+    expect(parseExposure('  NAME  DESCRIPTION  EXPOSURE\n→ Overall exposure level for trivy-server.service: 3.1 OK 🙂\n')).toEqual({ exposure: 3.1, rating: 'OK' })
+    expect(parseExposure('→ Overall exposure level for x.service: 9.6 UNSAFE 😨')).toEqual({ exposure: 9.6, rating: 'UNSAFE' })
+    expect(parseExposure('Failed to connect to bus: No such file or directory')).toBeUndefined()
+    expect(parseExposure('')).toBeUndefined()
   })
 })

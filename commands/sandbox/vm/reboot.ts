@@ -6,7 +6,7 @@ export default class SandboxVmReboot extends LabctlCommand<VmRebootResult> {
   static override summary = 'Reboot the sandbox VM through its systemd (systemctl reboot over SSH) and wait for a login on the new boot.'
   static override description = describe('A real reboot: units start again as on boot. The new boot is told apart by its boot id.')
   static override flags = {
-    timeout: Flags.integer({ summary: 'Seconds to wait for the VM to come back (default 300 under TCG, 120 under KVM).', min: 10, max: 3600 }),
+    timeout: Flags.integer({ summary: 'Seconds to wait for the VM to come back (default 900 under TCG, 180 under KVM: a loaded 2-core machine boots a TCG guest slowly).', min: 10, max: 3600 }),
   }
 
   async run(): Promise<VmRebootResult> {

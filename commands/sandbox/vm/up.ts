@@ -15,7 +15,7 @@ console is logged to <sandbox dir>/logs/trivy-vm-console.log. Idempotent: a runn
   )
   static override examples = ['<%= config.bin %> sandbox up --net --bare && <%= config.bin %> sandbox vm up', '<%= config.bin %> trivy install --lab sandbox --host trivy-vm --yes']
   static override flags = {
-    timeout: Flags.integer({ summary: 'Seconds to wait for the first SSH login and cloud-init (default 300 under TCG, 120 under KVM).', min: 10, max: 3600 }),
+    timeout: Flags.integer({ summary: 'Seconds to wait for the first SSH login and cloud-init (default 900 under TCG, 180 under KVM: a loaded 2-core machine boots a TCG guest slowly).', min: 10, max: 3600 }),
   }
 
   async run(): Promise<VmUpResult> {

@@ -231,7 +231,7 @@ export async function vmUp(opts: { dir?: string; progress?: Progress; bootTimeou
       consoleLog: vp.consoleLog, monitor: vp.monitor, pidFile: vp.pidFile,
     })
     writeVmState(dir, vm)
-    const timeout = opts.bootTimeoutMs ?? (accel.accel === 'kvm' ? 120_000 : 300_000)
+    const timeout = opts.bootTimeoutMs ?? (accel.accel === 'kvm' ? 180_000 : 900_000)
     await waitForSsh(vm, bootStart + timeout)
     vm.bootMs = Date.now() - bootStart
     progress(`VM: SSH login as ${vm.user}@${vm.address} after ${(vm.bootMs / 1000).toFixed(1)} s (host key ${fp}, from the seed)`)
@@ -336,7 +336,7 @@ export async function vmReboot(opts: { dir?: string; progress?: Progress; timeou
   progress(`VM: systemctl reboot (boot ${previousBootId.slice(0, 8)})`)
   // The connection drops as the VM goes down: its exit status says nothing.
   await vmSsh(vm, ['sudo', '-n', 'systemctl', 'reboot'], { timeoutMs: 20_000 })
-  const bootId = await waitForSsh(vm, started + (opts.timeoutMs ?? (vm.accel === 'kvm' ? 120_000 : 300_000)), { notBootId: previousBootId })
+  const bootId = await waitForSsh(vm, started + (opts.timeoutMs ?? (vm.accel === 'kvm' ? 180_000 : 900_000)), { notBootId: previousBootId })
   const downtimeMs = Date.now() - started
   progress(`VM: back on boot ${bootId.slice(0, 8)} after ${(downtimeMs / 1000).toFixed(1)} s`)
   return { name: vm.name, downtimeMs, previousBootId, bootId }
