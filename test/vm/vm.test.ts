@@ -12,6 +12,7 @@ import { parse } from 'yaml'
 import type { SandboxStatus } from '../../src/sandbox/index.js'
 import type { VmDownResult, VmRebootResult, VmState, VmStatus, VmUpResult } from '../../src/sandbox/vm/index.js'
 import { vmSsh } from '../../src/sandbox/vm/index.js'
+import { isAlive } from '../../src/sandbox/proc.js'
 import { labctl, parseJson } from '../helpers.js'
 
 const MIN = 60_000
@@ -23,14 +24,8 @@ let up: VmUpResult
 let vm: VmState
 
 const readVm = (): VmState => JSON.parse(readFileSync(join(env.LABCTL_SANDBOX_DIR, 'vm', 'state.json'), 'utf8')) as VmState
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+// A QEMU reparented to PID 1 may linger as a zombie until reaped: that is not running.
+const alive = (pid: number): boolean => isAlive(pid)
 
 beforeAll(async () => {
   const r = await labctl(['sandbox', 'up', '--net', '--bare', '--json'], { env, timeoutMs: 4 * MIN })
@@ -157,7 +152,7 @@ describe('sandbox vm (Debian 12 under QEMU on the lab network)', () => {
     expect(r.exitCode, r.stderr).toBe(0)
     const d = parseJson<VmDownResult>(r.stdout)
     expect(d.leftover).toEqual([])
-    expect(d.stopped).toEqual(expect.arrayContaining([`qemu pid ${vm.pid}`, `tap ${vm.link.tap}`, 'inventory host trivy-vm']))
+    expect(d.stopped).toEqual(expect.arrayContaining([`qemu pid ${vm.pid}`, `tap ${vm.link.tap}`, 'inventory host trivy-vm', 'dns record trivy-vm.sandbox.lab.test', 'edge server trivy-vm']))
     expect(alive(vm.pid)).toBe(false)
     const tap = await execa('ip', ['-n', vm.link.switchNs, 'link', 'show', vm.link.tap], { reject: false, timeout: 10_000 })
     expect(tap.exitCode).not.toBe(0)

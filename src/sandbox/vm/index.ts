@@ -66,22 +66,28 @@ function writeVmState(sandbox: string, s: VmState): void {
 }
 
 /**
- * The sandbox's edge (HAProxy) fronts the VM as a second server of the Trivy backend, health-checked
- * like trivy-0, so validate's checks through the public name reach whichever answers. HAProxy is
- * restarted with the new configuration only when the list changes and HAProxy runs.
+ * The VM's place in the lab's services: an A record for its FQDN in the lab's DNS (dnsmasq), and a
+ * second server of the edge's Trivy backend (HAProxy, health-checked like trivy-0) so validate's checks
+ * by name and through the public name reach it. A part is restarted only when its records change and
+ * it runs. `undefined` takes the VM out again.
  */
-async function setEdgeServer(dir: string, server: { name: string; address: string; port: number } | undefined, name = VM_NAME): Promise<boolean> {
+async function registerInLab(dir: string, vm: { name: string; fqdn: string; address: string } | undefined): Promise<string[]> {
   const state = readState(dir)
-  if (!state) return false
-  const others = (state.edgeServers ?? []).filter((e) => e.name !== name)
-  const next = server ? [...others, server] : others
-  if (JSON.stringify(next) === JSON.stringify(state.edgeServers ?? [])) return false
-  state.edgeServers = next
+  if (!state) return []
+  const name = vm?.name ?? VM_NAME
+  const fqdn = vm?.fqdn ?? `${VM_NAME}.${SANDBOX_NAMES.domain}`
+  const edgeBefore = JSON.stringify(state.edgeServers ?? [])
+  const dnsBefore = JSON.stringify(state.dnsRecords)
+  state.edgeServers = [...(state.edgeServers ?? []).filter((e) => e.name !== name), ...(vm ? [{ name, address: vm.address, port: 4954 }] : [])]
+  state.dnsRecords = [...state.dnsRecords.filter((r) => r.name !== fqdn), ...(vm ? [{ name: fqdn, address: vm.address }] : [])]
+  const changed: Array<'dns' | 'haproxy'> = []
+  if (JSON.stringify(state.dnsRecords) !== dnsBefore) changed.push('dns')
+  if (JSON.stringify(state.edgeServers) !== edgeBefore) changed.push('haproxy')
+  if (!changed.length) return []
   writeState(state)
-  if (!isAlive(state.pids.haproxy)) return true
   const { restartComponent } = await import('../index.js')
-  await restartComponent('haproxy', state)
-  return true
+  for (const part of changed) if (isAlive(state.pids[part])) await restartComponent(part, state)
+  return changed.map((p) => (p === 'dns' ? `dns record ${fqdn}` : `edge server ${name}`))
 }
 
 function requireSandbox(dir: string): SandboxState {
@@ -242,7 +248,8 @@ export async function vmUp(opts: { dir?: string; progress?: Progress; bootTimeou
       throw new LabctlError(`VM: cloud-init did not finish cleanly (exit ${ci.exitCode}): ${cloudInit || oneLine(ci.stderr, 200)}`, { code: 'VM_CLOUD_INIT', suggestion: `see ${vp.consoleLog}` })
     }
     writeVmState(dir, vm)
-    if (await setEdgeServer(dir, { name: VM_NAME, address: link.address, port: 4954 })) progress(`VM: the edge (HAProxy) fronts ${VM_NAME} too, health-checked on /healthz`)
+    const registered = await registerInLab(dir, { name: VM_NAME, fqdn, address: link.address })
+    if (registered.length) progress(`VM: in the lab's services: ${registered.join(', ')}`)
     addVmHost(sandbox.inventoryPath, { name: VM_NAME, fqdn, address: link.address, user: HOST_USER, identityFile: clientKey, knownHostsFile: vp.knownHosts })
     return {
       changed: true, name: VM_NAME, address: link.address, accel: accel.accel, accelReason: accel.reason,
@@ -280,7 +287,7 @@ export async function vmDown(opts: { dir?: string } = {}): Promise<VmDownResult>
     if (await tapPresent(link)) leftover.push(`tap ${link.tap}`)
   }
   if (sandbox && existsSync(sandbox.inventoryPath) && removeVmHost(sandbox.inventoryPath)) stopped.push('inventory host trivy-vm')
-  if (sandbox && (await setEdgeServer(dir, undefined).catch(() => false))) stopped.push('edge server trivy-vm')
+  if (sandbox) stopped.push(...(await registerInLab(dir, undefined).catch(() => [])))
   if (existsSync(vp.dir)) {
     rmSync(vp.dir, { recursive: true, force: true })
     if (existsSync(vp.dir)) leftover.push(vp.dir)
