@@ -148,7 +148,16 @@ export const TrivySchema = z.strictObject({
   serviceName: z.string().regex(/^[A-Za-z0-9@._-]+$/, 'must be a systemd unit name').default('trivy-server'),
   serviceUser: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).default('trivy'),
   envFile: safePath.default('/etc/trivy/trivy-server.env'),
-  cacheBackend: z.string().regex(/^(fs|memory|rediss?:\/\/\S+)$/, 'must be fs, memory or redis://…').default('fs'),
+  cacheBackend: z
+    .string()
+    .superRefine((s, ctx) => {
+      if (s === 'fs' || s === 'memory') return
+      const why = /^rediss?:\/\//i.test(s) ? urlProblem(s.replace(/\/(\d{1,2})$/, ''), { schemes: ['redis', 'rediss'], path: false }) : 'must be fs, memory or redis://HOST:PORT'
+      if (why) ctx.addIssue({ code: 'custom', message: why.includes('password') ? 'must not hold a user name or password: the Redis password goes in the secrets dir (file redis-password, 0600)' : why })
+    })
+    .default('fs')
+    .describe('the scan cache: fs (per host), memory, or a shared Redis redis://HOST:PORT[/DB] (rediss:// for TLS); several hosts behind one edge need the Redis. Its password: the secrets dir, file redis-password'),
+  cacheTtl: z.string().regex(/^[1-9]\d{0,5}(s|m|h)$/, 'a duration such as 24h, 90m or 3600s').optional().describe('--cache-ttl of the Redis scan cache (TRIVY_CACHE_TTL): without it a Redis fills up and then fails every scan'),
   dbRepositories: z.array(z.string().min(1)).default([]),
   packageUrl: packageUrlTemplate
     .optional()
