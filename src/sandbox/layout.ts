@@ -59,6 +59,8 @@ export type SandboxState = {
   net?: NetState
   /** The registry serves HTTPS with a certificate of the sandbox CA (the lab network, once its content is pushed). */
   registryTls?: boolean
+  /** Started with `--cache redis`: the shared scan cache, a real redis-server on the `redis` node (src/sandbox/redis.ts). */
+  redis?: { pid?: number; address: string; port: number }
 }
 
 export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {
