@@ -91,7 +91,7 @@ export function edgeVerdicts(servers: readonly EdgeServer[], hosts: readonly str
         h,
         fail(
           `${serving ? 'degraded: ' : ''}${h} is ${s.status} at the edge: ${state}${serving ? `; the edge still serves from ${list(up)}` : ''}`,
-          `check the service on ${h}: \`labctl trivy status --host ${h}\`, then \`labctl runbook run host-down\``,
+          `check the service on ${h}: \`labctl trivy status --host ${h}\``,
         ),
       )
     }
@@ -100,7 +100,7 @@ export function edgeVerdicts(servers: readonly EdgeServer[], hosts: readonly str
   const down = servers.filter((s) => !s.up).map((s) => s.name)
   const head = `${up.length}/${servers.length} UP in ${backend}${down.length ? ` (down or out: ${list(down)})` : ''}${extra.length ? `; not in the inventory: ${list(extra)}` : ''}`
   const be = !serving
-    ? fail(`${head}: the edge serves nothing`, 'bring a host back: `labctl trivy status`, then `labctl runbook run host-down`')
+    ? fail(`${head}: the edge serves nothing`, 'bring a host back: `labctl trivy status`')
     : down.length || extra.length
       ? warn(`${head}: degraded`, down.length ? `see the per-host edge checks for ${list(down)}` : 'remove the extra servers from the backend, or add them to trivy.hosts')
       : pass(head)
@@ -192,7 +192,7 @@ export function fleetChecks(ctx: FleetCheckContext): { specs: CheckSpec[]; clean
       name: `redis ${t.host}:${t.port}`,
       host: 'redis',
       timeoutMs: ctx.timeoutMs * 4,
-      fix: `check the Redis at ${t.host}:${t.port} (\`systemctl status redis-server\` there), or run \`labctl runbook run redis-down\``,
+      fix: `check the Redis at ${t.host}:${t.port} (\`systemctl status redis-server\` there)`,
       run: async () => {
         const r = await openRedis(t, { password: ctx.redisPassword, timeoutMs: ctx.timeoutMs, ca: ctx.redisCa })
         try {
