@@ -33,6 +33,7 @@ import {
 } from './layout.js'
 
 import { REDIS_PORT, startRedis, stopRedis } from './redis.js'
+import { edgeSocket, startEdgeSsh, stopEdgeSsh } from './edge-ssh.js'
 import { DB_MIRROR_REPO, JENKINS_CREDENTIAL, JENKINS_USER, sandboxInventory, sandboxInventoryParsed } from './inventory.js'
 export { DB_MIRROR_REPO, JENKINS_CREDENTIAL, JENKINS_USER, firewallAllowlist, sandboxInventory } from './inventory.js'
 
@@ -58,7 +59,7 @@ export type SandboxStatus = {
   redis?: { address: string; port: number; running: boolean; pid?: number }
 }
 export type SandboxUpResult = SandboxStatus & { changed: boolean; durationMs: number }
-export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'jenkins' | 'network' | 'redis'>; leftover: string[] }
+export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'jenkins' | 'network' | 'redis' | 'edge-sshd'>; leftover: string[] }
 
 type Progress = (message: string) => void
 
@@ -188,6 +189,8 @@ export function haproxyConfig(state: SandboxState, p: SandboxPaths): string {
 global
   maxconn 256
   pidfile ${join(p.dir, 'haproxy.pid')}
+  # the runtime API, reached over SSH to this machine (the inventory's edge: section)
+  stats socket ${edgeSocket(p)} mode 600 level admin
 
 defaults
   mode http
@@ -533,6 +536,9 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
       progress('trivy-0: the sandbox\'s own settings, which install keeps: the fixture DB in /var/lib/trivy/db and TRIVY_SKIP_DB_UPDATE=true')
       await seedHostForInstall(state, tools)
     }
+    progress(`edge sshd: ${nodeAddr(state, 'edge')} (streams to HAProxy's runtime API socket only)`)
+    await startEdgeSsh(state, p, net ? 22 : ((await freePorts(1))[0] as number))
+    writeState(state)
     // The edge from labctl's own HAProxy renderer; it answers 503 until the scanner is installed.
     progress(`haproxy: starting on ${endpoint(state, 'haproxy')} (the backend from \`labctl trivy install --haproxy\`)`)
     await restartComponent('haproxy', state, tools)
@@ -549,6 +555,7 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
     // Stop what started but keep the logs for the operator; the next `up` or `down` cleans up.
     for (const name of [...COMPONENTS, 'pkg', 'jenkins'] as ServiceName[]) await stopComponent(name, state).catch(() => {})
     await stopRedis(state).catch(() => false)
+    await stopEdgeSsh(state).catch(() => false)
     if (err instanceof LabctlError) throw err
     const e = err as { shortMessage?: string; stderr?: string }
     throw new LabctlError(`sandbox up failed: ${oneLine(e.shortMessage ?? errorMessage(err))}${e.stderr ? `: ${oneLine(e.stderr)}` : ''}`, {
@@ -572,6 +579,7 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
   }
   if (state?.pids.pkg) await stopProcess(state.pids.pkg)
   if (state && (await stopRedis(state))) stopped.push('redis')
+  if (state && (await stopEdgeSsh(state))) stopped.push('edge-sshd')
   if (state?.pids.jenkins && isAlive(state.pids.jenkins)) {
     await stopProcess(state.pids.jenkins)
     stopped.push('jenkins')
@@ -604,6 +612,7 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
     if (isAlive(state.pids.jenkins)) leftover.push(`jenkins pid ${state.pids.jenkins}`)
     else if (probe && state.ports.jenkins && (await portOpen(state.ports.jenkins, componentAddr(state, 'jenkins')))) leftover.push(`jenkins port ${endpoint(state, 'jenkins')}`)
     if (state.redis?.pid && isAlive(state.redis.pid)) leftover.push(`redis pid ${state.redis.pid}`)
+    if (state.edgeSsh?.pid && isAlive(state.edgeSsh.pid)) leftover.push(`edge sshd pid ${state.edgeSsh.pid}`)
     if (isAlive(state.pids.pkg)) leftover.push(`pkg pid ${state.pids.pkg}`)
     else if (probe && state.ports.pkg && (await portOpen(state.ports.pkg, componentAddr(state, 'pkg')))) leftover.push(`pkg port ${endpoint(state, 'pkg')}`)
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })

@@ -7,6 +7,7 @@ import { SANDBOX_NAMES, TRIVY_VERSION, type SandboxPaths, type SandboxState } fr
 import { componentAddr, endpoint, nodeAddr } from './nodes.js'
 import { sandboxPackageUrl } from './pkgsource.js'
 import { SANDBOX_CACHE_TTL, sandboxCacheBackend } from './redis.js'
+import { sandboxEdgeSection } from './edge-ssh.js'
 
 /** Where the sandbox's offline DB mirror lives in its registry (trivy-db's own repository name). */
 export const DB_MIRROR_REPO = 'aquasec/trivy-db:2'
@@ -67,6 +68,8 @@ export function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<s
     ...(state.ports.jenkins
       ? { jenkins: { url: `http://${endpoint(state, 'jenkins')}`, credentialId: JENKINS_CREDENTIAL, store: 'system', user: JENKINS_USER, apiTokenFile: p.jenkinsToken } }
       : {}),
+    // The edge's runtime API over SSH (drain / re-enable, validate's edge checks).
+    ...(sandboxEdgeSection(state, p) ? { edge: sandboxEdgeSection(state, p) } : {}),
     secrets: { dir: p.secrets },
     thresholds: { dbFreshnessHours: 48, diskWarnPercent: 80, diskCritPercent: 90, certWarnDays: 21, certCritDays: 7 },
   }

@@ -61,6 +61,8 @@ export type SandboxState = {
   registryTls?: boolean
   /** Started with `--cache redis`: the shared scan cache, a real redis-server on the `redis` node (src/sandbox/redis.ts). */
   redis?: { pid?: number; address: string; port: number }
+  /** sshd on the edge machine, for the inventory's edge: section (HAProxy's runtime API over SSH, src/sandbox/edge-ssh.ts). */
+  edgeSsh?: { pid?: number; port: number }
 }
 
 export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {
