@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
+import { until } from './fixtures.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeEdge, socketTransport } from '../../src/edge/index.js'
 import type { EdgeServer } from '../../src/edge/runtime.js'
@@ -88,14 +89,6 @@ let dir: string
 const children: ChildProcess[] = []
 let ports: { a: number; b: number; c: number; redis: number; fe: number; dead: number }
 
-async function until(what: string, ok: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await ok().catch(() => false)) return
-    await sleep(150)
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 function daemon(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): void {
   const c = spawn(cmd, args, { env: { PATH: process.env.PATH, HOME: dir, ...env }, stdio: 'ignore' })

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { until } from './fixtures.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { makeEdge, socketTransport, sshTransport, type Edge } from '../../src/edge/index.js'
@@ -23,14 +23,6 @@ let edge: Edge
 let fePort: number
 let sock: string
 
-async function until(what: string, ok: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await ok().catch(() => false)) return
-    await sleep(100)
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'labctl-edge-'))

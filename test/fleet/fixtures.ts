@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
 // Answers captured from HAProxy 2.6's runtime API (Debian 12), for the parser tests.
 export const STATE_TWO = `1
 # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
@@ -13,3 +15,13 @@ trivy-vm-be,trivy-1,0,0,0,1,,5,0,0,,0,,0,0,0,0,DRAIN,1,1,0,0,0,0,0,,1,3,2,,5,,2,
 trivy-vm-be,trivy-2,0,0,0,0,,0,0,0,,0,,0,0,0,0,MAINT,1,1,0,1,1,5,5,,1,3,3,,0,,2,0,,0,* L4CON,,0
 
 `
+
+/** Polls OK (bounded) until it says true; throws naming WHAT at the deadline. */
+export async function until(what: string, ok: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await ok().catch(() => false)) return
+    await sleep(120)
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
