@@ -15,6 +15,8 @@ export const UNIT = [
   'test/runbook/{engine,parse,pattern,interrupt}.test.ts',
   'test/exporter/{exporter,cli,render,rules}.test.ts',
   'test/db/{mirror,mirror-cli,parse}.test.ts',
+  // the fleet's edge client against its own HAProxy and sshd on loopback, and the fleet check logic
+  'test/fleet/{edge-runtime,edge-haproxy,checks}.test.ts',
 ]
 // Today: test/sandbox/**, test/ssh/** (its own sshd, and the sandbox host), test/runbook/drills.test.ts,
 // test/exporter/prometheus.sandbox.test.ts, test/db/{status,load}.test.ts.

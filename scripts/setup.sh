@@ -31,6 +31,7 @@ want sudo             sudo
 want curl             curl
 want prometheus       promtool   # promtool (alert rule tests) and the lab's Prometheus
 want nftables         nft /usr/sbin/nft
+want redis-server     redis-server /usr/bin/redis-server   # the fleet's shared scan cache (sandbox up --hosts N)
 want golang-go        go /usr/local/go/bin/go
 # The sandbox VM (`labctl sandbox vm up`): its image, QEMU, its disk overlay and its NoCloud seed.
 want debootstrap      debootstrap /usr/sbin/debootstrap

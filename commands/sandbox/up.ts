@@ -28,22 +28,25 @@ the machine's own network namespace, no Jenkins, the scanner host's firewall pla
     '<%= config.bin %> sandbox up --bare && <%= config.bin %> trivy install --lab sandbox --yes',
     '<%= config.bin %> sandbox status   # the nodes of the lab and their addresses',
     '<%= config.bin %> sandbox up --loopback   # without root: every part on 127.0.0.1',
+    '<%= config.bin %> sandbox up --cache redis   # the hosts share a Redis scan cache (validate: cache, redis)',
   ]
   static override flags = {
     bare: Flags.boolean({ summary: 'Start the scanner host with no trivy at all, for `labctl trivy install`.' }),
     net: Flags.boolean({ summary: 'Run every machine in a network namespace of its own, on a lab /24 (the default; needs root).', exclusive: ['loopback'] }),
     loopback: Flags.boolean({ summary: 'Run every part on 127.0.0.1 instead (no root needed; no Jenkins, firewall planned only).', exclusive: ['net'] }),
+    cache: Flags.string({ summary: 'The scan cache: each host\'s own fs, or a shared Redis (redis-server on the redis node, password in the secrets dir).', options: ['fs', 'redis'], env: 'LABCTL_SANDBOX_CACHE' }),
   }
 
   async run(): Promise<SandboxUpResult> {
     const { flags } = await this.parse(SandboxUp)
-    const result = await sandboxUp({ progress: (m) => this.note(`• ${m}`), bare: flags.bare, ...(flags.net ? { net: true } : flags.loopback ? { net: false } : {}) })
+    const result = await sandboxUp({ progress: (m) => this.note(`• ${m}`), bare: flags.bare, ...(flags.cache ? { cache: flags.cache as 'fs' | 'redis' } : {}), ...(flags.net ? { net: true } : flags.loopback ? { net: false } : {}) })
     this.log(result.changed ? `sandbox is up${result.bare ? ' with a bare scanner host' : ''} (${(result.durationMs / 1000).toFixed(1)} s)` : 'sandbox was already up: nothing changed')
     renderStatus(this, result)
     const pkg = result.packageServer
     if (pkg) this.log(`  package source ${pkg.healthy ? 'up' : 'DOWN'}: ${pkg.detail}${pkg.pid ? ` (pid ${pkg.pid})` : ''}`)
     const jk = result.jenkins
     if (jk) this.log(`  jenkins ${jk.healthy ? 'up' : 'DOWN'}: ${jk.detail}${jk.pid ? ` (pid ${jk.pid})` : ''}`)
+    if (result.redis) this.log(`  redis ${result.redis.running ? 'up' : 'DOWN'}: the shared scan cache on ${result.redis.address}:${result.redis.port}${result.redis.pid ? ` (pid ${result.redis.pid})` : ''}`)
     if (result.bare) this.log('  next: `labctl trivy install --lab sandbox` (the host has no trivy yet)')
     return result
   }

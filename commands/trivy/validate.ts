@@ -8,6 +8,7 @@ import { UsageError, escapeTerminal } from '../../src/errors.js'
 import { CHECK_NAMES, runValidate, type CheckName, type ValidateResult } from '../../src/trivy/validate.js'
 import type { CheckResult, CheckSpec } from '../../src/checks/types.js'
 import { LIMITS } from '../../src/inventory/schema.js'
+import { inventoryEdge } from '../../src/edge/index.js'
 
 const checkList = (v: string[] | undefined): CheckName[] | undefined => {
   if (!v) return undefined
@@ -31,6 +32,10 @@ concurrently, each with its own timeout, for every scanner host (or --host):
   scan     a canary scan through Twirp (PutBlob, PutArtifact, Scan) is accepted and finds the canary's CVEs
   auth     the same call without a token and with a wrong token gets 401
   image    with --image REF: a real \`trivy image --server\` run, gated on --gate severities
+  cache    several hosts (or a Redis cache): a blob put through each host is seen by every other (MissingBlobs)
+  redis    a Redis cache answers with the secrets dir's redis-password; memory vs maxmemory; the hosts' TTL
+  edge     with an edge: section: the backend's servers UP at the edge (runtime API over SSH); a host down
+           while the others serve is "degraded" (exit 3, the host named)
 The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin); never a flag value.`,
   )
   static override examples = [
@@ -71,6 +76,8 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
       insecure: flags.insecure,
       timeoutMs: flags.timeout,
       scanTimeoutMs: flags['scan-timeout'],
+      // The edge's runtime API over SSH, only when the inventory has an edge: section and the check is wanted.
+      edge: loaded.inventory.edge && (!only || only.includes('edge')) && !skip?.includes('edge') ? inventoryEdge(loaded.inventory, await this.openRemote({})) : undefined,
     }
     const live = !this.jsonEnabled() && process.stderr.isTTY && !process.env.CI
     const result = live ? await this.runLive(opts) : await runValidate(opts)
@@ -79,6 +86,7 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
     if (!this.jsonEnabled()) {
       for (const r of result.checks) this.log(checkLine(r))
       const s = result.summary
+      if (result.degraded) this.log(`\nDEGRADED: ${result.degradedHosts?.join(', ')} failed; the edge still serves from the other hosts`)
       this.log(`\n${result.ok ? 'PASSED' : 'FAILED'}: ${s.pass} passed, ${s.fail} failed${s.warn ? `, ${s.warn} warnings` : ''}${s.skip ? `, ${s.skip} skipped` : ''} (lab ${result.lab})`)
     }
     if (!result.ok) this.markFailed()

@@ -148,7 +148,16 @@ export const TrivySchema = z.strictObject({
   serviceName: z.string().regex(/^[A-Za-z0-9@._-]+$/, 'must be a systemd unit name').default('trivy-server'),
   serviceUser: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).default('trivy'),
   envFile: safePath.default('/etc/trivy/trivy-server.env'),
-  cacheBackend: z.string().regex(/^(fs|memory|rediss?:\/\/\S+)$/, 'must be fs, memory or redis://…').default('fs'),
+  cacheBackend: z
+    .string()
+    .superRefine((s, ctx) => {
+      if (s === 'fs' || s === 'memory') return
+      const why = /^rediss?:\/\//i.test(s) ? urlProblem(s.replace(/\/(\d{1,2})$/, ''), { schemes: ['redis', 'rediss'], path: false }) : 'must be fs, memory or redis://HOST:PORT'
+      if (why) ctx.addIssue({ code: 'custom', message: why.includes('password') ? 'must not hold a user name or password: the Redis password goes in the secrets dir (file redis-password, 0600)' : why })
+    })
+    .default('fs')
+    .describe('the scan cache: fs (per host), memory, or a shared Redis redis://HOST:PORT[/DB] (rediss:// for TLS); several hosts behind one edge need the Redis. Its password: the secrets dir, file redis-password'),
+  cacheTtl: z.string().regex(/^[1-9]\d{0,5}(s|m|h)$/, 'a duration such as 24h, 90m or 3600s').optional().describe('--cache-ttl of the Redis scan cache (TRIVY_CACHE_TTL): without it a Redis fills up and then fails every scan'),
   dbRepositories: z.array(z.string().min(1)).default([]),
   packageUrl: packageUrlTemplate
     .optional()
@@ -199,6 +208,22 @@ export const MirrorSchema = z.strictObject({
   timeoutMs: z.number().int().min(1000).max(600_000).default(60_000).describe('per registry request'),
 })
 
+// The HAProxy edge in front of the scanner hosts (`edge:`): labctl reads server states and drains /
+// re-enables a host through HAProxy's runtime API, reached over SSH to the edge machine (a forwarded
+// stream to the admin socket: nothing is exposed on the network). Without it, fleet commands do not drain.
+const haproxyName = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'an HAProxy proxy name: letters, digits, . _ : - only')
+export const EdgeSchema = z.strictObject({
+  host: z.string().refine((s) => isHostName(s) || isIpLiteral(s), 'not a valid host name or IP address').describe('the HAProxy machine, as SSH reaches it'),
+  ssh: SshSchema.prefault({}),
+  socket: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._/-]{1,200}$/, 'an absolute path of letters, digits, . _ / - (the `stats socket` of haproxy.cfg)')
+    .default('/run/haproxy/admin.sock')
+    .describe("HAProxy's runtime API socket (`stats socket PATH level admin`); the SSH user must be able to open it"),
+  backend: haproxyName.default('trivy-vm-be').describe('the backend holding the scanner hosts (server names = trivy.hosts[].name)'),
+  timeoutMs: z.number().int().min(LIMITS.timeoutMs.min).max(LIMITS.timeoutMs.max).default(5000).describe('per runtime API command'),
+})
+
 export const InventorySchema = z
   .strictObject({
     name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, . _ - only'),
@@ -212,6 +237,7 @@ export const InventorySchema = z
     secrets: z.strictObject({ dir: safePath.default('secrets/trivy-vm') }).prefault({}),
     thresholds: ThresholdsSchema.prefault({}),
     mirror: MirrorSchema.optional(),
+    edge: EdgeSchema.optional(),
   })
   .superRefine((inv, ctx) => {
     if (inv.thresholds.diskWarnPercent >= inv.thresholds.diskCritPercent) {
@@ -230,6 +256,7 @@ export const InventorySchema = z
 
 export type Inventory = z.output<typeof InventorySchema>
 export type ScannerHost = z.output<typeof HostSchema>
+export type EdgeConfig = z.output<typeof EdgeSchema>
 
 export function inventoryJsonSchema(): unknown {
   return z.toJSONSchema(InventorySchema, { io: 'input', unrepresentable: 'any' })

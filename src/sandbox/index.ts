@@ -32,6 +32,8 @@ import {
   type SandboxState,
 } from './layout.js'
 
+import { REDIS_PORT, startRedis, stopRedis } from './redis.js'
+import { edgeSocket, startEdgeSsh, stopEdgeSsh } from './edge-ssh.js'
 import { DB_MIRROR_REPO, JENKINS_CREDENTIAL, JENKINS_USER, sandboxInventory, sandboxInventoryParsed } from './inventory.js'
 export { DB_MIRROR_REPO, JENKINS_CREDENTIAL, JENKINS_USER, firewallAllowlist, sandboxInventory } from './inventory.js'
 
@@ -53,9 +55,11 @@ export type SandboxStatus = {
   image?: string
   /** With --net: the lab's /24, the workstation's address on it and every node. */
   network?: { subnet: string; workstation: string; link: string; nodes: NodeStatus[] }
+  /** With `--cache redis`: the shared scan cache on the redis node. */
+  redis?: { address: string; port: number; running: boolean; pid?: number }
 }
 export type SandboxUpResult = SandboxStatus & { changed: boolean; durationMs: number }
-export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'jenkins' | 'network'>; leftover: string[] }
+export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'jenkins' | 'network' | 'redis' | 'edge-sshd'>; leftover: string[] }
 
 type Progress = (message: string) => void
 
@@ -115,7 +119,7 @@ export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> 
   // On a bare sandbox the Trivy service is what `labctl trivy install` adds: not needed for "up".
   const required = components.filter((c) => !(state.bare && c.name === 'trivy'))
   return {
-    up: required.every((c) => c.healthy) && (packageServer?.healthy ?? true) && (jenkins?.healthy ?? true),
+    up: required.every((c) => c.healthy) && (packageServer?.healthy ?? true) && (jenkins?.healthy ?? true) && (!state.redis || isAlive(state.redis.pid)),
     dir,
     ...(state.bare ? { bare: true } : {}),
     inventory: state.inventoryPath,
@@ -125,6 +129,7 @@ export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> 
     registry: endpoint(state, 'registry'),
     image: `${endpoint(state, 'registry')}/${state.image}`,
     ...(state.net ? { network: networkStatus(state) } : {}),
+    ...(state.redis ? { redis: { address: state.redis.address, port: state.redis.port, running: isAlive(state.redis.pid), ...(state.redis.pid ? { pid: state.redis.pid } : {}) } } : {}),
   }
 }
 
@@ -184,6 +189,8 @@ export function haproxyConfig(state: SandboxState, p: SandboxPaths): string {
 global
   maxconn 256
   pidfile ${join(p.dir, 'haproxy.pid')}
+  # the runtime API, reached over SSH to this machine (the inventory's edge: section)
+  stats socket ${edgeSocket(p)} mode 600 level admin
 
 defaults
   mode http
@@ -430,7 +437,7 @@ export function wantsNet(net: boolean | undefined, env: NodeJS.ProcessEnv = proc
   return net ?? env.LABCTL_SANDBOX_NET !== '0'
 }
 
-export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?: boolean; net?: boolean } = {}): Promise<SandboxUpResult> {
+export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?: boolean; net?: boolean; /** the scan cache: the hosts' own fs (default) or a shared Redis (LABCTL_SANDBOX_CACHE=redis) */ cache?: 'fs' | 'redis' } = {}): Promise<SandboxUpResult> {
   const started = Date.now()
   const dir = opts.dir ?? sandboxDir()
   const progress = opts.progress ?? (() => {})
@@ -450,6 +457,13 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
     throw new LabctlError(`the sandbox is already up ${before.bare ? 'with a bare scanner host' : 'with Trivy installed'}; it cannot switch to ${bare ? '--bare' : 'a full sandbox'} while up`, {
       code: 'SANDBOX_MODE',
       suggestion: `run \`labctl sandbox down\` first, then \`labctl sandbox up${bare ? ' --bare' : ''}\``,
+    })
+  }
+  const cache = opts.cache ?? (process.env.LABCTL_SANDBOX_CACHE === 'redis' ? 'redis' : 'fs')
+  if (before.up && Boolean(before.redis) !== (cache === 'redis')) {
+    throw new LabctlError(`the sandbox is already up ${before.redis ? 'with a Redis scan cache' : 'with fs scan caches'}; it cannot switch to --cache ${cache} while up`, {
+      code: 'SANDBOX_MODE',
+      suggestion: `run \`labctl sandbox down\` first, then \`labctl sandbox up --cache ${cache}\``,
     })
   }
   if (before.up) return { ...before, changed: false, durationMs: Date.now() - started }
@@ -513,12 +527,21 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
         await publishRegistry(state, p, tools, progress)
       }
     }
+    if (cache === 'redis') {
+      const port = net ? REDIS_PORT : ((await freePorts(1))[0] as number)
+      progress(`redis: the shared scan cache on ${nodeAddr(state, 'redis')}:${port} (redis-server, password in the secrets dir)`)
+      await startRedis(state, p, port)
+      writeState(state)
+    }
     progress('trivy-0: a bare machine (users, sudo, systemd stand-in; no trivy, no unit, no DB)')
     await provisionHost(state, p)
     if (!bare) {
       progress('trivy-0: the sandbox\'s own settings, which install keeps: the fixture DB in /var/lib/trivy/db and TRIVY_SKIP_DB_UPDATE=true')
       await seedHostForInstall(state, tools)
     }
+    progress(`edge sshd: ${nodeAddr(state, 'edge')} (streams to HAProxy's runtime API socket only)`)
+    await startEdgeSsh(state, p, net ? 22 : ((await freePorts(1))[0] as number))
+    writeState(state)
     // The edge from labctl's own HAProxy renderer; it answers 503 until the scanner is installed.
     progress(`haproxy: starting on ${endpoint(state, 'haproxy')} (the backend from \`labctl trivy install --haproxy\`)`)
     await restartComponent('haproxy', state, tools)
@@ -534,6 +557,8 @@ export async function sandboxUp(opts: { dir?: string; progress?: Progress; bare?
   } catch (err) {
     // Stop what started but keep the logs for the operator; the next `up` or `down` cleans up.
     for (const name of [...COMPONENTS, 'pkg', 'jenkins'] as ServiceName[]) await stopComponent(name, state).catch(() => {})
+    await stopRedis(state).catch(() => false)
+    await stopEdgeSsh(state).catch(() => false)
     if (err instanceof LabctlError) throw err
     const e = err as { shortMessage?: string; stderr?: string }
     throw new LabctlError(`sandbox up failed: ${oneLine(e.shortMessage ?? errorMessage(err))}${e.stderr ? `: ${oneLine(e.stderr)}` : ''}`, {
@@ -556,6 +581,8 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
     }
   }
   if (state?.pids.pkg) await stopProcess(state.pids.pkg)
+  if (state && (await stopRedis(state))) stopped.push('redis')
+  if (state && (await stopEdgeSsh(state))) stopped.push('edge-sshd')
   if (state?.pids.jenkins && isAlive(state.pids.jenkins)) {
     await stopProcess(state.pids.jenkins)
     stopped.push('jenkins')
@@ -587,6 +614,8 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
     }
     if (isAlive(state.pids.jenkins)) leftover.push(`jenkins pid ${state.pids.jenkins}`)
     else if (probe && state.ports.jenkins && (await portOpen(state.ports.jenkins, componentAddr(state, 'jenkins')))) leftover.push(`jenkins port ${endpoint(state, 'jenkins')}`)
+    if (state.redis?.pid && isAlive(state.redis.pid)) leftover.push(`redis pid ${state.redis.pid}`)
+    if (state.edgeSsh?.pid && isAlive(state.edgeSsh.pid)) leftover.push(`edge sshd pid ${state.edgeSsh.pid}`)
     if (isAlive(state.pids.pkg)) leftover.push(`pkg pid ${state.pids.pkg}`)
     else if (probe && state.ports.pkg && (await portOpen(state.ports.pkg, componentAddr(state, 'pkg')))) leftover.push(`pkg port ${endpoint(state, 'pkg')}`)
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })

@@ -6,6 +6,8 @@ import { hostPaths, HOST_USER, SERVICE } from './host.js'
 import { SANDBOX_NAMES, TRIVY_VERSION, type SandboxPaths, type SandboxState } from './layout.js'
 import { componentAddr, endpoint, nodeAddr } from './nodes.js'
 import { sandboxPackageUrl } from './pkgsource.js'
+import { SANDBOX_CACHE_TTL, sandboxCacheBackend } from './redis.js'
+import { sandboxEdgeSection } from './edge-ssh.js'
 
 /** Where the sandbox's offline DB mirror lives in its registry (trivy-db's own repository name). */
 export const DB_MIRROR_REPO = 'aquasec/trivy-db:2'
@@ -40,6 +42,8 @@ export function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<s
       ...(state.ports.pkg ? { packageUrl: sandboxPackageUrl(state.ports.pkg, componentAddr(state, 'pkg')) } : {}),
       // Besides the edge, the listener answers the operator's workstation and the build agent; not the outsider.
       ...(state.net ? { allowlist: firewallAllowlist(state) } : {}),
+      // `--cache redis`: the shared scan cache on the redis node (its password: the secrets dir's redis-password).
+      ...(sandboxCacheBackend(state) ? { cacheBackend: sandboxCacheBackend(state), cacheTtl: SANDBOX_CACHE_TTL } : {}),
       // The direct debug URL is plain HTTP inside the lab /24 (behind that firewall), as in the seed lab.
       ...(state.net ? { plainHttpNetworks: [state.net.subnet] } : {}),
       hosts: [
@@ -64,6 +68,8 @@ export function sandboxInventory(state: SandboxState, p: SandboxPaths): Record<s
     ...(state.ports.jenkins
       ? { jenkins: { url: `http://${endpoint(state, 'jenkins')}`, credentialId: JENKINS_CREDENTIAL, store: 'system', user: JENKINS_USER, apiTokenFile: p.jenkinsToken } }
       : {}),
+    // The edge's runtime API over SSH (drain / re-enable, validate's edge checks).
+    ...(sandboxEdgeSection(state, p) ? { edge: sandboxEdgeSection(state, p) } : {}),
     secrets: { dir: p.secrets },
     thresholds: { dbFreshnessHours: 48, diskWarnPercent: 80, diskCritPercent: 90, certWarnDays: 21, certCritDays: 7 },
   }

@@ -61,6 +61,10 @@ export type SandboxState = {
   edgeServers?: Array<{ name: string; address: string; port: number }>
   /** The registry serves HTTPS with a certificate of the sandbox CA (the lab network, once its content is pushed). */
   registryTls?: boolean
+  /** Started with `--cache redis`: the shared scan cache, a real redis-server on the `redis` node (src/sandbox/redis.ts). */
+  redis?: { pid?: number; address: string; port: number }
+  /** sshd on the edge machine, for the inventory's edge: section (HAProxy's runtime API over SSH, src/sandbox/edge-ssh.ts). */
+  edgeSsh?: { pid?: number; port: number }
 }
 
 export function sandboxDir(env: NodeJS.ProcessEnv = process.env): string {

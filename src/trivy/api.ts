@@ -66,9 +66,10 @@ export async function getHealthz(baseUrl: string, opts: { dispatcher?: Dispatche
 /** The canary package: Alpine 3.10's openssl 1.1.1c-r0 has well-known CVEs in every real trivy-db. */
 export const CANARY = { os: { family: 'alpine', name: '3.10.2' }, pkg: { name: 'openssl', version: '1.1.1c-r0' } }
 
-type TwirpOpts = { baseUrl: string; token?: string | undefined; tokenHeader: string; dispatcher?: Dispatcher; timeoutMs: number; signal?: AbortSignal }
+export type TwirpOpts = { baseUrl: string; token?: string | undefined; tokenHeader: string; dispatcher?: Dispatcher; timeoutMs: number; signal?: AbortSignal }
 
-async function twirp(path: string, body: unknown, o: TwirpOpts): Promise<HttpResult> {
+/** One Twirp call (JSON) to a Trivy server's API. */
+export async function twirp(path: string, body: unknown, o: TwirpOpts): Promise<HttpResult> {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
   if (o.token !== undefined) headers[o.tokenHeader] = o.token
   return httpRequest(new URL(`/twirp/${path}`, o.baseUrl).toString(), {

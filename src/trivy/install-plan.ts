@@ -95,7 +95,7 @@ export async function firewallSources(inv: Inventory, host: ScannerHost): Promis
 
 // ---------------------------------------------------------------- plan
 
-export type PlanContext = { inv: Inventory; host: ScannerHost; token: TokenPlan; upgrade: boolean; firewall: FirewallPlan }
+export type PlanContext = { inv: Inventory; host: ScannerHost; token: TokenPlan; upgrade: boolean; firewall: FirewallPlan; /** the secrets dir's redis-password, for TRIVY_CACHE_BACKEND */ redisPassword?: string | undefined }
 
 const mode4 = (m: number): string => m.toString(8).padStart(4, '0')
 const NOLOGIN = ['/usr/sbin/nologin', '/sbin/nologin']
@@ -173,7 +173,7 @@ export function computePlan(ctx: PlanContext, st: HostState): Resource[] {
   }
 
   // The env file: token and settings, root 0600; only ever shown masked.
-  const envText = mergeEnv(st.env?.content, desiredEnv(inv, host, ctx.token.token), envHeader(inv))
+  const envText = mergeEnv(st.env?.content, desiredEnv(inv, host, ctx.token.token, { redisPassword: ctx.redisPassword }), envHeader(inv))
   const envWant = `${t.envFile} root:root 0600`
   const kept = unmanagedKeys(envText)
   const envNotes = [

@@ -7,6 +7,7 @@ import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { QUIET_TRIVY_ENV, quietTrivyPairs } from './quiet.js'
 import { fingerprint } from './token.js'
 import { REDACTED, redactUserinfo } from '../redact.js'
+import { cacheBackendWithPassword } from '../redis/secret.js'
 
 /** Aqua's release asset, per version; {arch} is the release's name for the host's architecture. */
 export const DEFAULT_PACKAGE_URL = 'https://github.com/aquasecurity/trivy/releases/download/v{version}/trivy_{version}_Linux-{arch}.deb'
@@ -84,19 +85,22 @@ export const MANAGED_ENV_KEYS = [
   'TRIVY_LISTEN',
   'TRIVY_CACHE_DIR',
   'TRIVY_CACHE_BACKEND',
+  'TRIVY_CACHE_TTL',
   'TRIVY_DB_REPOSITORY',
   ...Object.keys(QUIET_TRIVY_ENV),
 ] as readonly string[]
 
 /** The managed settings in file order. The server reads them as its flags (TRIVY_LISTEN = --listen, …). */
-export function desiredEnv(inv: Inventory, host: ScannerHost, token: string): Array<[string, string]> {
+export function desiredEnv(inv: Inventory, host: ScannerHost, token: string, secrets: { redisPassword?: string | undefined } = {}): Array<[string, string]> {
   const t = inv.trivy
   const env: Array<[string, string]> = [
     ['TRIVY_TOKEN', token],
     ['TRIVY_TOKEN_HEADER', t.tokenHeader],
     ['TRIVY_LISTEN', host.listen],
     ['TRIVY_CACHE_DIR', t.cacheDir],
-    ['TRIVY_CACHE_BACKEND', t.cacheBackend],
+    // A Redis password (the secrets dir's redis-password) rides only in this 0600 file, never in argv.
+    ['TRIVY_CACHE_BACKEND', cacheBackendWithPassword(t.cacheBackend, secrets.redisPassword)],
+    ...(t.cacheTtl ? ([['TRIVY_CACHE_TTL', t.cacheTtl]] as Array<[string, string]>) : []),
     ...(t.dbRepositories.length ? ([['TRIVY_DB_REPOSITORY', t.dbRepositories.join(',')]] as Array<[string, string]>) : []),
     // Never phone home: no version check, no telemetry (the one quiet-trivy list).
     ...quietTrivyPairs(),

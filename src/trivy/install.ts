@@ -4,6 +4,7 @@
 // downloaded and verified before dpkg sees it; files are written atomically); the end is validate's
 // server-side checks. A second run plans no changes.
 // This file applies the plan (install-state.ts reads the host, install-plan.ts plans).
+import { loadRedisPassword } from '../redis/secret.js'
 import { posix } from 'node:path'
 import { LabctlError, errorMessage, oneLine } from '../errors.js'
 import type { LoadedInventory } from '../inventory/load.js'
@@ -87,7 +88,8 @@ export async function installHost(o: InstallOptions): Promise<HostInstallResult>
   progress(`${host.name}: reading the current state over SSH`)
   const [st, fw] = await Promise.all([readHostState({ inv, host, remote, timeoutMs: o.timeoutMs }), firewallSources(inv, host)])
   const token = planToken(o.loaded, hostEnvToken(st))
-  const plan = computePlan({ inv, host, token, upgrade: o.upgrade, firewall: fw }, st)
+  const redisPassword = loadRedisPassword(o.loaded)
+  const plan = computePlan({ inv, host, token, upgrade: o.upgrade, firewall: fw, redisPassword }, st)
   for (const r of plan) if (r.id === 'env-file') r.warnings = [...(r.warnings ?? []), ...token.warnings]
   o.onPlan?.(host, renderPlan(host, plan))
   const changes = plan.filter(isChange).length
@@ -179,7 +181,7 @@ echo "$d $u:$u 0750"`,
         base.tokenGenerated = true
       }
       await sh('install -d -m 0755 "$1"', [posix.dirname(t.envFile)])
-      const text = mergeEnv(st.env?.content, desiredEnv(inv, host, token.token), envHeader(inv))
+      const text = mergeEnv(st.env?.content, desiredEnv(inv, host, token.token, { redisPassword }), envHeader(inv))
       await remote.writeFile(host, t.envFile, text, { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false, timeoutMs: o.timeoutMs })
       return `${t.envFile} root:root 0600 (token ${fingerprint(token.token)})`
     })

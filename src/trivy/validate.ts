@@ -14,8 +14,12 @@ import { clientVersion, findTrivyClient, scanImage, SEVERITIES } from './client.
 import { inspectTls } from './tls-check.js'
 import { loadToken } from './token.js'
 import { directBase, trivyAgent, trivyCaFile } from './endpoint.js'
+import { cacheCheckApplies, fleetChecks, FLEET_CHECK_NAMES } from './fleet-checks.js'
+import type { Edge } from '../edge/index.js'
+import { loadRedisPassword, usesRedis } from '../redis/secret.js'
+import { readFileSync } from 'node:fs'
 
-export const CHECK_NAMES = ['dns', 'tls', 'healthz', 'version', 'db', 'scan', 'auth', 'image'] as const
+export const CHECK_NAMES = ['dns', 'tls', 'healthz', 'version', 'db', 'scan', 'auth', 'image', ...FLEET_CHECK_NAMES] as const
 export type CheckName = (typeof CHECK_NAMES)[number]
 
 export type ValidateOptions = {
@@ -34,6 +38,8 @@ export type ValidateOptions = {
   readStdin?: () => string
   /** Called once with the planned checks, before any runs (a live view). */
   onStart?: ((specs: CheckSpec[]) => void) | undefined
+  /** The edge's runtime API (from the inventory's `edge:` section, over the session's SSH): the fleet's edge checks. */
+  edge?: Edge | undefined
   /** Called with each result as it completes (INDEX into the planned checks). */
   onResult?: ((r: CheckResult, index: number) => void) | undefined
 }
@@ -44,6 +50,9 @@ export type ValidateResult = {
   summary: { pass: number; warn: number; fail: number; skip: number }
   checks: CheckResult[]
   warnings: string[]
+  /** Some scanner hosts failed while the edge still serves from the others (the failing hosts are named in `degradedHosts`). */
+  degraded?: boolean
+  degradedHosts?: string[]
 }
 
 const RUNBOOK = (name: string) => `labctl runbook run ${name}`
@@ -72,7 +81,7 @@ export function planChecks(opts: ValidateOptions): {
 
   // The token is needed only by the scan, auth and image checks; loaded once, never printed.
   let token: string | undefined
-  if (wanted('scan') || wanted('auth') || (wanted('image') && opts.image)) {
+  if (wanted('scan') || wanted('auth') || (wanted('image') && opts.image) || (wanted('cache') && cacheCheckApplies(inv, opts.hosts))) {
     const src = loadToken({ tokenFile: opts.tokenFile, secretsDir: inventoryPath(opts.loaded, inv.secrets.dir), env, ...(opts.readStdin ? { readStdin: opts.readStdin } : {}) })
     token = src.token
     warnings.push(...src.warnings)
@@ -99,7 +108,8 @@ export function planChecks(opts: ValidateOptions): {
   }
   // Every field of every result, whatever check made it (a scan answer's vulnerability IDs, a title, a
   // version string): the token is replaced before anything reaches text, --json or JUnit.
-  const redactResult = (r: CheckResult): CheckResult => redactJson(r, [token])
+  const redisPassword = (wanted('redis') || wanted('cache')) && usesRedis(inv) ? loadRedisPassword(opts.loaded) : undefined
+  const redactResult = (r: CheckResult): CheckResult => redactJson(r, [token, redisPassword])
   const edgeFix = `check the HAProxy edge and the public name: \`labctl trivy validate --only dns,tls\`, then \`labctl trivy status\``
   const hostFix = (h: string) => `check the service on ${h}: \`labctl trivy status --host ${h}\` (or \`labctl runbook run scan-hangs\`)`
   const add = (s: Omit<CheckSpec, 'timeoutMs'> & { timeoutMs?: number }): void => {
@@ -325,6 +335,22 @@ export function planChecks(opts: ValidateOptions): {
     })
   }
 
+  // The fleet: a shared scan cache, its Redis, the edge's view of every host (src/trivy/fleet-checks.ts).
+  const fleet = fleetChecks({
+    inv,
+    hosts: opts.hosts,
+    wanted,
+    dispatcher: agent as Dispatcher,
+    timeoutMs,
+    token,
+    tokenRefused: tokenAllowed,
+    redisPassword,
+    redisCa: caFile && /^rediss:/i.test(inv.trivy.cacheBackend) ? readFileSync(caFile, 'utf8') : undefined,
+    edge: opts.edge,
+  })
+  for (const s of fleet.specs) specs.push({ ...s, timeoutMs: s.timeoutMs })
+  cleanups.unshift(fleet.cleanup)
+
   return { specs, warnings, describeError, redactResult, cleanup: async () => void (await Promise.all(cleanups.map((c) => c().catch(() => undefined)))) }
 }
 
@@ -343,8 +369,24 @@ export async function runValidate(opts: ValidateOptions): Promise<ValidateResult
       }),
     )
     const summary = summarize(checks)
-    return { lab: opts.loaded.inventory.name, ok: summary.fail === 0, summary, checks, warnings: plan.warnings }
+    return { lab: opts.loaded.inventory.name, ok: summary.fail === 0, summary, checks, warnings: plan.warnings, ...degradation(checks, opts.hosts) }
   } finally {
     await plan.cleanup()
   }
+}
+
+/**
+ * "Degraded": checks failed only on scanner hosts, while the edge answered (its /healthz passed, or its
+ * backend has a server UP): the lab still scans, from the other hosts. Still exit 3, with the hosts named.
+ */
+export function degradation(checks: readonly CheckResult[], hosts: readonly ScannerHost[]): { degraded?: boolean; degradedHosts?: string[] } {
+  const failed = checks.filter((c) => c.status === 'fail')
+  if (failed.length === 0 || hosts.length < 2) return {}
+  const names = new Set(hosts.map((h) => h.name))
+  if (!failed.every((c) => names.has(c.host))) return {}
+  const edgeServes = checks.some((c) => c.host === 'edge' && (c.check === 'healthz' || c.check === 'edge') && c.status !== 'fail')
+  if (!edgeServes) return {}
+  const down = [...new Set(failed.map((c) => c.host))]
+  if (down.length >= names.size) return {}
+  return { degraded: true, degradedHosts: down }
 }

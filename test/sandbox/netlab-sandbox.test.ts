@@ -31,7 +31,7 @@ describe('sandbox up --net (the lab as a network)', () => {
     const net = s.network!
     expect(net.subnet).toMatch(/^198\.1[89]\.\d{1,3}\.0\/24$/)
     const addr = Object.fromEntries(net.nodes.map((n) => [n.name, n.address])) as Record<string, string>
-    expect(Object.keys(addr)).toEqual(['edge', 'trivy-0', 'dns', 'registry', 'jenkins', 'agent', 'outsider'])
+    expect(Object.keys(addr)).toEqual(['edge', 'trivy-0', 'dns', 'registry', 'jenkins', 'agent', 'outsider', 'redis'])
     expect(s.components.map((c) => [c.name, c.node, c.address, c.healthy])).toEqual([
       ['registry', 'registry', addr.registry, true],
       ['dns', 'dns', addr.dns, true],

@@ -49,7 +49,7 @@ describe('trivy validate', () => {
     expect(code).toBe(0)
     expect(result.ok).toBe(true)
     const families = new Set(result.checks.map((c) => c.check))
-    expect([...families].sort()).toEqual(['auth', 'db', 'dns', 'healthz', 'scan', 'tls', 'version'])
+    expect([...families].sort()).toEqual(['auth', 'db', 'dns', 'edge', 'healthz', 'scan', 'tls', 'version'])
     for (const c of result.checks) {
       expect(c).toMatchObject({ name: expect.any(String), host: expect.any(String), status: 'pass', detail: expect.any(String), durationMs: expect.any(Number) })
     }
