@@ -112,7 +112,7 @@ echo "@@listen"
 pid=$(systemctl show "$svc" -p MainPID --value 2>/dev/null)
 if [ -n "$pid" ] && [ "$pid" != 0 ] && command -v ss >/dev/null; then ss -ltnpH 2>/dev/null | grep "pid=$pid," | awk '{print $4}'; fi
 echo "@@security"
-if command -v systemd-analyze >/dev/null 2>&1; then systemd-analyze security --no-pager "$svc" 2>/dev/null | grep 'Overall exposure level'; fi
+if command -v systemd-analyze >/dev/null 2>&1; then systemd-analyze security --no-pager "$svc" 2>/dev/null | grep 'Overall exposure level' || true; fi
 `
 
 export async function hostStatus(opts: HostOpOptions): Promise<HostStatus> {
