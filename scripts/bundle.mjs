@@ -27,6 +27,27 @@ const oclifOwnPackageJson = {
   },
 }
 
+// `undici` → scripts/undici-core.cjs (Agent and request only; see there). A value import of another
+// name from undici fails the build here rather than being undefined at run time.
+const UNDICI_CORE = new Set(['Agent', 'request'])
+for (const f of walk(join(root, 'src'))) {
+  for (const m of readFileSync(join(root, f), 'utf8').matchAll(/import\s*(type\s*)?\{([^}]*)\}\s*from\s*'undici'/g)) {
+    if (m[1]) continue
+    const names = m[2].split(',').map((n) => n.trim()).filter((n) => n && !n.startsWith('type '))
+    const other = names.map((n) => n.split(/\s+as\s+/)[0]).filter((n) => !UNDICI_CORE.has(n))
+    if (other.length) throw new Error(`${f}: imports ${other.join(', ')} from undici: add it to scripts/undici-core.cjs`)
+  }
+}
+const undiciCore = {
+  name: 'undici-core',
+  setup(b) {
+    b.onResolve({ filter: /^undici$/ }, (args) => {
+      if (args.importer.includes('node_modules')) return undefined
+      return { path: join(root, 'scripts', 'undici-core.cjs') }
+    })
+  },
+}
+
 await build({
   absWorkingDir: root,
   // Commands, the schema exporter, and the few core modules the bench scripts import.
@@ -45,7 +66,7 @@ await build({
   // oclif must stay one shared copy (it finds plugins relative to itself); ssh2 has optional native parts.
   // typescript / ts-node: oclif's development mode only (never in a built labctl).
   external: ['ssh2', 'cpu-features', 'typescript', 'ts-node', 'tsx'],
-  plugins: [oclifOwnPackageJson],
+  plugins: [oclifOwnPackageJson, undiciCore],
   banner: { js: "import { createRequire as __labctlRequire } from 'node:module'; const require = __labctlRequire(import.meta.url);" },
   logLevel: 'warning',
 })
