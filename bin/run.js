@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // Entry point. The version answer needs no framework, so it does not load one.
-import { existsSync, readFileSync } from 'node:fs'
 import * as nodeModule from 'node:module'
-import { fileURLToPath } from 'node:url'
 
 const major = Number(process.versions.node.split('.')[0])
 if (major < 22) {
@@ -33,7 +31,7 @@ function globalFlagsLast(args) {
 // oclif is then loaded with the root package alone, which skips finding, reading and matching the
 // plugins on every run. Help, unknown commands (did-you-mean) and the plugins' own commands take the
 // full path.
-function ownCommand(args) {
+function ownCommand(args, { existsSync }) {
   if (args.includes('--help') || args.includes('-h')) return false
   const words = []
   for (const a of args.slice(0, 3)) {
@@ -45,7 +43,7 @@ function ownCommand(args) {
   }
   return false
 }
-function withoutPlugins() {
+function withoutPlugins({ readFileSync }, { fileURLToPath }) {
   const root = fileURLToPath(new URL('..', import.meta.url))
   const pjson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
   return { root, pjson: { ...pjson, oclif: { ...pjson.oclif, plugins: [] } } }
@@ -59,7 +57,8 @@ if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0]
   // dist/oclif.js is @oclif/core bundled into one file with the commands' chunks (the same copy the
   // commands extend): a few files to load instead of ~160 modules.
   const { default: oclif } = await import('../dist/oclif.js')
-  await oclif.execute(ownCommand(argv) ? { loadOptions: withoutPlugins() } : { dir: import.meta.url })
+  const [fs, url] = await Promise.all([import('node:fs'), import('node:url')])
+  await oclif.execute(ownCommand(argv, fs) ? { loadOptions: withoutPlugins(fs, url) } : { dir: import.meta.url })
   // The command is done: do not wait for a step it abandoned (a hung peer after Ctrl-C, say).
   // stdout and stderr are synchronous on Linux, so nothing printed is lost.
   process.exit(process.exitCode ?? 0)
