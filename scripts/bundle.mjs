@@ -45,6 +45,11 @@ const undiciCore = {
       if (args.importer.includes('node_modules')) return undefined
       return { path: join(root, 'scripts', 'undici-core.cjs') }
     })
+    // `dns2` → scripts/dns2-packet.cjs (its Packet codec only; see there).
+    b.onResolve({ filter: /^dns2$/ }, (args) => {
+      if (args.importer.includes('node_modules')) return undefined
+      return { path: join(root, 'scripts', 'dns2-packet.cjs') }
+    })
   },
 }
 
