@@ -57,6 +57,8 @@ export type SandboxState = {
   hungPid?: number
   /** Started with `--net`: every machine is a network namespace on the lab's own /24 (see netns.ts). */
   net?: NetState
+  /** Scanner hosts besides trivy-0 that the edge fronts too (the sandbox VM trivy-vm, `sandbox vm up`). */
+  edgeServers?: Array<{ name: string; address: string; port: number }>
   /** The registry serves HTTPS with a certificate of the sandbox CA (the lab network, once its content is pushed). */
   registryTls?: boolean
 }
@@ -85,6 +87,9 @@ export function sandboxPaths(dir: string) {
     /** The Jenkins stand-in's API token for labctl (jenkins.apiTokenFile), and its seed (users, credentials). */
     jenkinsToken: join(dir, 'secrets', 'jenkins-api-token'),
     jenkinsSeed: join(dir, 'secrets', 'jenkins-seed.json'),
+    /** The agent node's secret for the Jenkins agent channel (0600), and its build's settings (no secret in them). */
+    jenkinsAgentSecret: join(dir, 'secrets', 'jenkins-agent-secret'),
+    agentBuild: join(dir, 'agent-build.json'),
   }
 }
 export type SandboxPaths = ReturnType<typeof sandboxPaths>
