@@ -70,6 +70,14 @@ try {
     { name: 'ssh trivy-0 true', fn: () => timeOnce('ssh', [...sshArgs, 'true'], { expectStatus: 0 }) },
     { name: 'labctl trivy check', fn: () => timeOnce(labctl, ['trivy', 'check', ...target.labArgs], { env, expectStatus: target.checkStatus }) },
   ]
+  // BASE=DIR (another built checkout, e.g. main): its labctl interleaved with this one, same target.
+  const baseLabctl = process.env.BASE ? join(process.env.BASE, 'bin', 'labctl') : undefined
+  if (baseLabctl) {
+    cases.push(
+      { name: 'base: labctl up to run()', fn: () => timeOnce(baseLabctl, ['trivy', 'check', '--config', join(tmp, 'no-such-inventory.yaml')], { env, expectStatus: 2 }) },
+      { name: 'base: labctl trivy check', fn: () => timeOnce(baseLabctl, ['trivy', 'check', ...target.labArgs], { env, expectStatus: target.checkStatus }) },
+    )
+  }
   const m = compare(cases, runs)
 
   // 2. In-process phases over the same SSH layer labctl uses.
@@ -129,6 +137,11 @@ try {
   row('  session + exec start (`true`)', ex)
   row('  remote check script (sudo, df, du, …)', sc)
   row('  the rest (rendering, closing; < 0: overlap)', rest)
+  if (baseLabctl) {
+    const b = m['base: labctl trivy check']
+    row(`base (${process.env.BASE}) trivy check`, b, `${(b / base).toFixed(2)}× ssh; this checkout ${(total / b).toFixed(2)}× base`)
+    row('base up to run()', m['base: labctl up to run()'], `this checkout ${m['labctl up to run()'].toFixed(0)} ms`)
+  }
   const ratio = total / base
   console.log(`  check ratio ${ratio.toFixed(2)}× (goal ≤ 1.5×: ${ratio <= 1.5 ? 'met' : 'MISSED'})`)
 } finally {

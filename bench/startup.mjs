@@ -19,6 +19,11 @@ const cases = [
   { name: 'labctl --version', args: [run, '--version'] },
   { name: `labctl ${helpCmd.join(' ')}`, args: [run, ...helpCmd] },
 ]
+// BASE=DIR (another built checkout, e.g. main): its labctl interleaved with this one's.
+if (process.env.BASE) {
+  const baseRun = join(process.env.BASE, 'bin/run.js')
+  cases.push({ name: 'base: labctl --version', args: [baseRun, '--version'] }, { name: `base: labctl ${helpCmd.join(' ')}`, args: [baseRun, ...helpCmd] })
+}
 const m = compare(cases.map((c) => ({ name: c.name, fn: () => timeOnce(node, c.args, { expectStatus: 0 }) })), runs)
 
 /** CPU ms per run (user + sys of the children), from dash's `times` after `runs` runs in one shell. */
@@ -36,6 +41,6 @@ const base = m['node -e 0']
 console.log(`startup, median of ${runs} runs (node ${process.version}); CPU = user + sys per run over ${runs} runs:`)
 for (const c of cases) {
   const ms = m[c.name]
-  const verdict = c.name === 'node -e 0' ? '' : ms / base <= goal ? `  (goal ≤ ${goal}×: met)` : `  (goal ≤ ${goal}×: MISSED)`
+  const verdict = c.name === 'node -e 0' || c.name.startsWith('base:') ? '' : ms / base <= goal ? `  (goal ≤ ${goal}×: met)` : `  (goal ≤ ${goal}×: MISSED)`
   console.log(`  ${c.name.padEnd(30)} ${ms.toFixed(1).padStart(7)} ms   ${(ms / base).toFixed(2)}× node -e 0${verdict.padEnd(20)}   CPU ${cpu[c.name].toFixed(1).padStart(5)} ms = ${(cpu[c.name] / cpu['node -e 0']).toFixed(2)}×`)
 }

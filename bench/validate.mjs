@@ -134,6 +134,9 @@ mark "$@"
     { name: 'labctl trivy validate --only dns', fn: () => timeOnce(labctl, [...validateArgs, '--only', 'dns'], { env, expectStatus: 0 }) },
     { name: 'labctl trivy validate --image', fn: () => timeOnce(labctl, [...validateArgs, '--image', warmImage.ref, '--gate', 'CRITICAL'], { env: envClient, expectStatus: 0 }) },
   ]
+  // BASE=DIR (another built checkout, e.g. main): its `labctl trivy validate` interleaved with this one's.
+  const baseLabctl = process.env.BASE ? join(process.env.BASE, 'bin', 'labctl') : undefined
+  if (baseLabctl) cases.push({ name: 'base: labctl trivy validate', fn: () => timeOnce(baseLabctl, validateArgs, { env, expectStatus: 0 }) })
   // Warm-up: the first scan of the warm image (server cache filled) and one cold image; not counted.
   for (const c of cases) c.fn(runs)
   parts.warm.length = parts.cold.length = 0
@@ -154,6 +157,7 @@ mark "$@"
   const cpuSeedWarm = cpuOf('/bin/sh', [script, warmImage.ref, join(tmp, 'marks-cpu')])
   const cpuLab = cpuOf(labctl, validateArgs)
   const cpuLabDns = cpuOf(labctl, [...validateArgs, '--only', 'dns'])
+  const cpuBase = baseLabctl ? cpuOf(baseLabctl, validateArgs) : undefined
 
   // What the seed's scan saw in the stand-in: the OS, how many packages, the findings (one more warm scan).
   const seen = JSON.parse(
@@ -167,19 +171,20 @@ mark "$@"
   if ((osResult?.Packages?.length ?? 0) !== packages) throw new Error(`trivy saw ${scanned} in the stand-in, expected ${packages} packages`)
 
   // Where labctl's fixed cost goes, in CPU ms of one process that loads what `labctl trivy validate`
-  // loads before its first check (median of cpuRuns): Node, @oclif/core, oclif's Config.load (manifest,
-  // core plugins), then the command's bundle chunks (undici, zod, yaml, dns2 and labctl's own code).
+  // loads before its first check (median of cpuRuns), the way bin/run.js loads it: Node, @oclif/core
+  // (bundled: dist/oclif.js), oclif's Config.load (manifest; a labctl command needs no plugins), then the
+  // command's bundle chunks (undici's Agent + request, zod, yaml, dns2 and labctl's own code).
   const probe = join(tmp, 'probe.mjs')
   writeFileSync(
     probe,
     `import * as nodeModule from 'node:module'
 nodeModule.enableCompileCache?.()
-const req = nodeModule.createRequire(${JSON.stringify(join(root, 'bin', 'run.js'))})
 const c = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
 const c0 = c()
-const oclif = await import(req.resolve('@oclif/core'))
+const { default: oclif } = await import(${JSON.stringify(join(root, 'dist', 'oclif.js'))})
 const c1 = c()
-const config = await oclif.Config.load({ root: ${JSON.stringify(root)} })
+const pjson = JSON.parse((await import('node:fs')).readFileSync(${JSON.stringify(join(root, 'package.json'))}, 'utf8'))
+const config = await oclif.Config.load({ root: ${JSON.stringify(root)}, pjson: { ...pjson, oclif: { ...pjson.oclif, plugins: [] } } })
 const c2 = c()
 await config.findCommand('trivy:validate').load()
 const c3 = c()
@@ -211,6 +216,10 @@ console.log(JSON.stringify({ node: c0, oclif: c1 - c0, config: c2 - c1, command:
   console.log(`  labctl trivy validate --image (warm image)   ${ms(m['labctl trivy validate --image'])}   (the same checks plus a real trivy image scan of the stand-in; not the goal)`)
   const verdict = (r) => `${r.toFixed(2)}× (goal ≤ 0.5×: ${r <= 0.5 ? 'met' : 'MISSED'})`
   console.log(`  CPU per run (user + sys, ${cpuRuns} runs): seed procedure warm ${cpuSeedWarm.toFixed(0)} ms, labctl trivy validate ${cpuLab.toFixed(0)} ms (${(cpuLab / cpuSeedWarm).toFixed(2)}×), --only dns ${cpuLabDns.toFixed(0)} ms`)
+  if (baseLabctl) {
+    const b = m['base: labctl trivy validate']
+    console.log(`  base (${process.env.BASE}) trivy validate ${ms(b)}   this checkout ${(lab / b).toFixed(2)}× base; vs cold seed ${(b / cold).toFixed(2)}×, vs warm ${(b / warm).toFixed(2)}×; CPU ${cpuBase.toFixed(0)} ms (this checkout ${cpuLab.toFixed(0)} ms)`)
+  }
   console.log(`  labctl's fixed cost before any check, CPU: node ${fixed.node.toFixed(0)} ms, import @oclif/core ${fixed.oclif.toFixed(0)} ms, Config.load ${fixed.config.toFixed(0)} ms, loading the validate command's bundle ${fixed.command.toFixed(0)} ms`)
   console.log(`  ratio vs warm seed procedure: ${verdict(lab / warm)}`)
   console.log(`  ratio vs cold seed procedure: ${verdict(lab / cold)}`)

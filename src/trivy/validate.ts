@@ -5,7 +5,6 @@ import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
 import { plainHttpRefusal } from '../net/plain-http.js'
-import { startConnectProxy } from '../net/connect-proxy.js'
 import { describeNetError } from '../net/http.js'
 import { redactJson, redactText } from '../redact.js'
 import { fail, pass, runCheck, skip, summarize, warn, type CheckResult, type CheckSpec } from '../checks/types.js'
@@ -320,6 +319,8 @@ export function planChecks(opts: ValidateOptions): {
       timeoutMs: scanTimeoutMs + 10_000,
       run: async (signal) => {
         if (!localClient) throw new LabctlError('no local trivy client (install trivy or set LABCTL_TRIVY_BIN)')
+        // Loaded only for --image: an ESM import of node:http also loads Node's bundled undici (~25 ms).
+        const { startConnectProxy } = await import('../net/connect-proxy.js')
         const proxy = await startConnectProxy({ dnsServers, dnsTimeoutMs: inv.dns.timeoutMs })
         try {
           const r = await scanImage({ bin: localClient, serverUrl: publicUrl.origin, image: opts.image!, token: token!, tokenHeader: inv.trivy.tokenHeader, caFile, proxyUrl: proxy.url, timeoutMs: scanTimeoutMs, signal })
