@@ -1,9 +1,12 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
 import { EXIT_CODE_TABLE, ExitCode, LabctlError, UsageError, oneLine, type ExitCodeValue } from '../src/errors.js'
 import { loadInventory, type LoadedInventory } from '../src/inventory/load.js'
+import type { Remote } from '../src/ssh/index.js'
 
 /** A command's description with the exit-code table appended, so every --help shows it. */
 export const describe = (text: string): string => `${text}\n\nEXIT CODES\n${EXIT_HELP}`
+
+type PromptFlags = { yes?: boolean; 'no-prompt'?: boolean; json?: boolean }
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof LabctlCommand)['baseFlags'] & T['flags']>
 
@@ -12,9 +15,13 @@ const EXIT_HELP = EXIT_CODE_TABLE.map(([code, what]) => `  ${String(code).padEnd
 /**
  * The base of every labctl command: global flags (all readable from LABCTL_* variables), the --json
  * envelope, one-line errors with a next step, the exit-code table and Ctrl-C handling.
+ * T is the command's result: what run() returns is exactly what --json prints.
  */
 export abstract class LabctlCommand<T> extends Command {
   static override enableJsonFlag = true
+
+  /** The command's typed result; printed as the --json document, rendered as text otherwise. */
+  public abstract override run(): Promise<T>
 
   static override baseFlags = {
     lab: Flags.string({ summary: 'Lab to work on: $XDG_CONFIG_HOME/labctl/labs/NAME.yaml.', env: 'LABCTL_LAB', helpGroup: 'GLOBAL' }),
@@ -40,18 +47,22 @@ export abstract class LabctlCommand<T> extends Command {
     process.on('SIGINT', this.onSigint)
   }
 
-  private sshUsed = false
+  private remotes: Remote[] = []
 
-  /** Sets up the run's SSH pool (one connection per host, reused by every step); closed in finally. */
-  protected async useSsh(flags: { 'accept-new-host-key'?: boolean }): Promise<void> {
-    const ssh = await import('../src/ssh/index.js')
-    await ssh.configureSsh({ acceptNewHostKey: Boolean(flags['accept-new-host-key']) })
-    this.sshUsed = true
+  /**
+   * The run's SSH session (one connection per host, shared by every step), to pass to services as `remote`.
+   * Closed in finally, whatever happens.
+   */
+  protected async openRemote(flags: { 'accept-new-host-key'?: boolean }): Promise<Remote> {
+    const { Remote } = await import('../src/ssh/remote.js')
+    const remote = new Remote({ acceptNewHostKey: Boolean(flags['accept-new-host-key']) })
+    this.remotes.push(remote)
+    return remote
   }
 
   protected override async finally(err: Error | undefined): Promise<void> {
     process.off('SIGINT', this.onSigint)
-    if (this.sshUsed) await (await import('../src/ssh/index.js')).closeAll()
+    for (const r of this.remotes.splice(0)) await r.close()
     return super.finally(err)
   }
 
@@ -60,12 +71,29 @@ export abstract class LabctlCommand<T> extends Command {
     return Boolean(process.stdin.isTTY && process.stderr.isTTY && !flags['no-prompt'] && !flags.json && !process.env.CI)
   }
 
-  /** Asks before a state-changing step (on stderr); --yes skips it; with no terminal it is a usage error. */
-  protected async confirmOrStop(flags: { yes?: boolean; 'no-prompt'?: boolean; json?: boolean }, message: string, why: string): Promise<void> {
-    if (flags.yes) return
-    if (!this.canPrompt(flags)) throw new UsageError(`${why}: confirmation needed`, { suggestion: 'rerun with --yes, or from a terminal' })
+  /**
+   * Asks a yes/no question before a state-changing step, on stderr (stdout carries results only); --yes
+   * answers yes. With no terminal it is a usage error: WHY says what needs the confirmation.
+   */
+  protected async confirm(flags: PromptFlags, message: string, why: string, suggestion = 'rerun with --yes, or from a terminal'): Promise<boolean> {
+    if (flags.yes) return true
+    if (!this.canPrompt(flags)) throw new UsageError(`${why}: confirmation needed`, { suggestion })
     const { confirm } = await import('@inquirer/prompts')
-    if (!(await confirm({ message, default: false }, { output: process.stderr }))) throw new UsageError('nothing was changed', { suggestion: 'rerun when ready' })
+    return confirm({ message, default: false }, { output: process.stderr })
+  }
+
+  /** confirm(), and a "no" stops the command with nothing changed. */
+  protected async confirmOrStop(flags: PromptFlags, message: string, why: string): Promise<void> {
+    if (!(await this.confirm(flags, message, why))) throw new UsageError('nothing was changed', { suggestion: 'rerun when ready' })
+  }
+
+  /** Asks for EXPECTED to be typed back (on stderr) before a destructive step; --yes skips it. */
+  protected async typeBack(flags: PromptFlags, expected: string, message: string, why: string, suggestion: string): Promise<void> {
+    if (flags.yes) return
+    if (!this.canPrompt(flags)) throw new UsageError(`${why}: confirmation needed`, { suggestion })
+    const { input } = await import('@inquirer/prompts')
+    const typed = await input({ message }, { output: process.stderr })
+    if (typed.trim() !== expected) throw new UsageError(`"${oneLine(typed, 80)}" is not ${expected}: nothing was changed`, { suggestion: `rerun and type ${expected} exactly` })
   }
 
   protected loadInventory(flags: { lab?: string | undefined; config?: string | undefined }): LoadedInventory {

@@ -14,7 +14,7 @@ const walk = (dir) =>
 await build({
   absWorkingDir: root,
   // Commands, the schema exporter, and the few core modules the bench scripts import.
-  entryPoints: [...walk(join(root, 'commands')), 'commands/_not-found.ts', 'src/inventory/export-schema.ts', 'src/net/connect-proxy.ts', 'src/net/http.ts', 'src/trivy/api.ts'],
+  entryPoints: [...walk(join(root, 'commands')), 'commands/_not-found.ts', 'src/inventory/export-schema.ts', 'src/net/connect-proxy.ts', 'src/net/http.ts', 'src/trivy/api.ts', 'src/ssh/index.ts', 'src/trivy/check.ts', 'src/inventory/load.ts'],
   outdir: 'dist',
   outbase: '.',
   bundle: true,

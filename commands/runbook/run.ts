@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { Args, Flags } from '@oclif/core'
+import { hostFlag } from '../_flags.js'
 import { LabctlCommand, describe } from '../_base.js'
 import { UsageError, type ExitCodeValue } from '../../src/errors.js'
 import {
@@ -57,7 +58,7 @@ broken runbook), 1 a step could not run or an action failed, 130 interrupted (re
   ]
   static override args = { name: Args.string({ required: true, description: 'runbook name (see `labctl runbook list`) or path to a runbook file' }) }
   static override flags = {
-    host: Flags.string({ summary: 'Only this scanner host: passed to every step as --host.', env: 'LABCTL_HOST' }),
+    host: hostFlag('Only this scanner host: passed to every step as --host.'),
     'dry-run': Flags.boolean({ summary: 'Run only the (read-only) checks and the diagnosis; plan the actions and manual steps.' }),
     resume: Flags.boolean({ summary: 'Continue the newest unfinished run of this runbook where it stopped.' }),
     'run-id': Flags.string({ summary: 'With --resume: the run to continue (default: the newest unfinished one).', dependsOn: ['resume'] }),

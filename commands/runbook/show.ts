@@ -1,4 +1,5 @@
-import { Args, Flags } from '@oclif/core'
+import { Args } from '@oclif/core'
+import { hostFlag } from '../_flags.js'
 import { LabctlCommand, describe } from '../_base.js'
 import { findRunbook, labContext, renderRunbook, type Runbook } from '../../src/runbook/index.js'
 
@@ -14,7 +15,7 @@ is wrong (exit 2).`,
   )
   static override examples = ['<%= config.bin %> runbook show scan-500', '<%= config.bin %> runbook show dns-record-wrong --lab sandbox', '<%= config.bin %> runbook show ./my-runbook.yaml']
   static override args = { name: Args.string({ required: true, description: 'runbook name (see `labctl runbook list`) or path to a runbook file' }) }
-  static override flags = { host: Flags.string({ summary: 'Fill {{host}} with this scanner host.', env: 'LABCTL_HOST' }) }
+  static override flags = { host: hostFlag('Fill {{host}} with this scanner host.') }
 
   async run(): Promise<RunbookShowResult> {
     const { args, flags } = await this.parse(RunbookShow)

@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { sandboxUp, type SandboxUpResult } from '../../src/sandbox/index.js'
-import { renderStatus } from './status.js'
+import { renderStatus } from '../_render.js'
 
 export default class SandboxUp extends LabctlCommand<SandboxUpResult> {
   static override summary = 'Start the sandbox lab: real Trivy server, HAProxy with TLS, dnsmasq and a registry on 127.0.0.1.'

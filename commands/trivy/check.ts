@@ -1,14 +1,13 @@
 import { renameSync, writeFileSync } from 'node:fs'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
-import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/remote.js'
-import { summarize } from '../../src/trivy/validate.js'
-import { checkLine } from './validate.js'
-import type { CheckResult } from '../../src/checks/types.js'
+import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/check.js'
+import { checkLine } from '../_render.js'
+import { summarize, type CheckResult, type CheckSummary } from '../../src/checks/types.js'
 
-export type CheckCommandResult = { lab: string; ok: boolean; summary: ReturnType<typeof summarize>; checks: CheckResult[]; hosts: HostCheck[] }
+export type CheckCommandResult = { lab: string; ok: boolean; summary: CheckSummary; checks: CheckResult[]; hosts: HostCheck[] }
 
 export default class TrivyCheck extends LabctlCommand<CheckCommandResult> {
   static override summary = 'Check disk, DB freshness, the DB file and the service journal on each scanner host.'
@@ -29,9 +28,9 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
   async run(): Promise<CheckCommandResult> {
     const { flags } = await this.parse(TrivyCheck)
     const loaded = this.loadInventory(flags)
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     const hosts = await Promise.all(
-      selectHosts(loaded.inventory, flags.host).map((h) => hostCheck(loaded, h, { since: flags.since, timeoutMs: flags.timeout })),
+      selectHosts(loaded.inventory, flags.host).map((host) => hostCheck({ loaded, host, remote, since: flags.since, timeoutMs: flags.timeout })),
     )
     const checks = hosts.flatMap((h) => h.checks)
     const summary = summarize(checks)

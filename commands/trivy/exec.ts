@@ -1,9 +1,8 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
-import { run } from '../../src/ssh/index.js'
 import { quietTrivyAssignments } from '../../src/trivy/quiet.js'
 
 export type ExecResult = { hosts: Array<{ host: string; exitCode: number; stdout: string; stderr: string }> }
@@ -23,11 +22,11 @@ service user with TRIVY_CACHE_DIR set to the inventory's cache dir. Exit 3 when 
     const args = (argv as string[]).filter((a, i) => !(i === 0 && a === '--'))
     if (args.length === 0) throw new UsageError('nothing to run', { suggestion: 'give trivy arguments after --, e.g. `labctl trivy exec -- --version`' })
     const loaded = this.loadInventory(flags)
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     const inv = loaded.inventory
     const result: ExecResult = { hosts: [] }
     for (const h of selectHosts(inv, flags.host)) {
-      const r = await run(h, ['env', `TRIVY_CACHE_DIR=${inv.trivy.cacheDir}`, ...quietTrivyAssignments(), 'trivy', ...args], {
+      const r = await remote.run(h, ['env', `TRIVY_CACHE_DIR=${inv.trivy.cacheDir}`, ...quietTrivyAssignments(), 'trivy', ...args], {
         user: inv.trivy.serviceUser,
         timeoutMs: flags.timeout,
         signal: this.abort.signal,

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
+import { hostFlag, sshFlags } from '../_flags.js'
 import { inventoryPath, selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { createProbes } from '../../src/exporter/probes.js'
@@ -36,8 +37,8 @@ in metrics, logs or answers. --systemd prints a hardened unit running it under i
     'ssh-timeout': Flags.integer({ summary: 'Deadline of each remote command of the SSH probe, in milliseconds.', default: 30_000, min: 100, max: 300_000 }),
     'probe-min-age': Flags.integer({ summary: 'Seconds: /probe reuses a result younger than this instead of probing again.', default: 10, min: 0, max: 86_400 }),
     'no-ssh': Flags.boolean({ summary: 'HTTP probes only (no SSH access from this machine).' }),
-    host: Flags.string({ summary: 'Only this scanner host (name or FQDN); default all. The edge is always probed.', env: 'LABCTL_HOST' }),
-    'accept-new-host-key': Flags.boolean({ summary: 'Trust an unknown SSH host key on first contact (a changed key is always refused).', env: 'LABCTL_ACCEPT_NEW_HOST_KEY' }),
+    host: hostFlag('Only this scanner host (name or FQDN); default all. The edge is always probed.'),
+    'accept-new-host-key': sshFlags['accept-new-host-key'],
     'token-file': Flags.string({ summary: 'Read the token from this file (0600/0400).', env: 'LABCTL_TOKEN_FILE' }),
     insecure: Flags.boolean({ summary: 'Allow sending the token over plain HTTP to a non-loopback debugUrl.' }),
     systemd: Flags.boolean({ summary: 'Print a systemd unit running this exporter (own user, hardened) and exit.' }),

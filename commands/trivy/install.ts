@@ -2,12 +2,13 @@ import { writeFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
-import { checkLine } from './validate.js'
+import { sshFlags } from '../_flags.js'
+import { checkLine } from '../_render.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { LabctlError, UsageError } from '../../src/errors.js'
 import { writePrivateFile } from '../../src/private-file.js'
-import { firewallSources, installHost, planToken, storeToken, type HostInstallResult } from '../../src/trivy/install.js'
+import { installHost, type HostInstallResult } from '../../src/trivy/install.js'
+import { firewallSources, planToken, storeToken } from '../../src/trivy/install-plan.js'
 
 export type InstallCommandResult = {
   lab: string
@@ -90,12 +91,14 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
       return { lab: inv.name, dryRun: false, hosts: [], rendered, ok: true }
     }
 
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     const results: HostInstallResult[] = []
     const dryRun = flags['dry-run']
     for (const host of hosts) {
-      const r = await installHost(host, {
+      const r = await installHost({
         loaded,
+        host,
+        remote,
         upgrade: flags.upgrade,
         dryRun,
         waitMs: flags.wait * 1000,
@@ -104,18 +107,12 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
         onPlan: (_h, lines) => {
           if (!this.jsonEnabled()) for (const l of lines) this.log(l)
         },
-        confirm: async (h) => {
-          if (flags.yes) return true
-          if (!this.canPrompt(flags)) {
-            throw new UsageError(`trivy install changes ${h.name}: confirmation needed`, { suggestion: 'review the plan (--dry-run), then rerun with --yes, or from a terminal to answer the prompt' })
-          }
-          const { confirm } = await import('@inquirer/prompts')
-          return confirm({ message: `Apply this plan to ${h.name}?`, default: false })
-        },
+        confirm: (h) =>
+          this.confirm(flags, `Apply this plan to ${h.name}?`, `trivy install changes ${h.name}`, 'review the plan (--dry-run), then rerun with --yes, or from a terminal to answer the prompt'),
         signal: this.abort.signal,
       })
       results.push(r)
-      if (r.cancelled) throw new LabctlError(`${host.name}: not confirmed; nothing was changed`, { code: 'CANCELLED' })
+      if (r.cancelled) throw new LabctlError(`${host.name}: not confirmed; nothing was changed`, { code: 'CANCELLED', suggestion: 'review the plan (--dry-run) and rerun when ready' })
       if (dryRun) continue
       for (const s of r.applied) this.log(`ok    ${host.name} ${s.id.padEnd(10)} ${s.detail} (${s.durationMs} ms)`)
       if (r.validate) for (const c of r.validate.checks) this.log(checkLine(c))

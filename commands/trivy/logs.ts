@@ -1,9 +1,8 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { InterruptedError } from '../../src/errors.js'
-import { run } from '../../src/ssh/index.js'
 
 export type LogsResult = { hosts: Array<{ host: string; lines: number }> }
 
@@ -21,7 +20,7 @@ export default class TrivyLogs extends LabctlCommand<LogsResult> {
   async run(): Promise<LogsResult> {
     const { flags } = await this.parse(TrivyLogs)
     const loaded = this.loadInventory(flags)
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     const inv = loaded.inventory
     const hosts = selectHosts(inv, flags.host)
     const argv = ['journalctl', '-u', inv.trivy.serviceName, '--no-pager']
@@ -34,7 +33,7 @@ export default class TrivyLogs extends LabctlCommand<LogsResult> {
       try {
         await Promise.all(
           hosts.map((h) =>
-            run(h, argv, {
+            remote.run(h, argv, {
               sudo: true,
               timeoutMs: 7 * 24 * 3600_000,
               signal: this.abort.signal,
@@ -48,7 +47,7 @@ export default class TrivyLogs extends LabctlCommand<LogsResult> {
       return { hosts: hosts.map((h) => ({ host: h.name, lines: -1 })) }
     }
     for (const h of hosts) {
-      const r = await run(h, argv, { sudo: true, timeoutMs: 60_000, check: true })
+      const r = await remote.run(h, argv, { sudo: true, timeoutMs: 60_000, check: true })
       const text = r.stdout.replace(/\n$/, '')
       if (!this.jsonEnabled()) process.stdout.write(`${prefix ? text.replace(/^/gm, `${h.name}: `) : text}\n`)
       out.hosts.push({ host: h.name, lines: text ? text.split('\n').length : 0 })

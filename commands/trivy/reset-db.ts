@@ -1,8 +1,7 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
-import { UsageError } from '../../src/errors.js'
 import { resetDb, resetPlan, type ResetDbResult } from '../../src/trivy/reset-db.js'
 
 export type ResetDbCommandResult = { dryRun: boolean; plan: Record<string, string[]>; results: ResetDbResult[] }
@@ -29,26 +28,28 @@ downtime. Asks for the host name to be typed back unless --yes. Safe to re-run.`
     const { flags } = await this.parse(TrivyResetDb)
     const loaded = this.loadInventory(flags)
     const hosts = selectHosts(loaded.inventory, flags.host)
-    const opts = { purge: flags.purge, scanCache: flags['scan-cache'], waitMs: flags.wait * 1000, tokenFile: flags['token-file'] }
-    const plan = Object.fromEntries(hosts.map((h) => [h.name, resetPlan(loaded, h, opts)]))
+    const plan = Object.fromEntries(hosts.map((host) => [host.name, resetPlan({ loaded, host, purge: flags.purge, scanCache: flags['scan-cache'] })]))
     for (const [h, steps] of Object.entries(plan)) {
       this.note(`plan for ${h}:`)
       steps.forEach((s, i) => this.note(`  ${i + 1}. ${s}`))
     }
     if (flags['dry-run']) return { dryRun: true, plan, results: [] }
     const results: ResetDbResult[] = []
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     // One host at a time: a fleet behind HAProxy keeps serving while each host is reset.
     for (const h of hosts) {
-      if (!flags.yes) {
-        if (!this.canPrompt(flags)) {
-          throw new UsageError(`reset-db stops ${h.name} and replaces its DB: confirmation needed`, { suggestion: 'rerun with --yes, or from a terminal to type the host name back' })
-        }
-        const { input } = await import('@inquirer/prompts')
-        const typed = await input({ message: `Type the host name (${h.name}) to reset its DB:` })
-        if (typed.trim() !== h.name) throw new UsageError(`"${typed}" is not ${h.name}: nothing was changed`, { suggestion: 'rerun and type the host name exactly' })
-      }
-      const r = await resetDb(loaded, h, opts, (m) => this.note(`• ${m}`), this.abort.signal)
+      await this.typeBack(flags, h.name, `Type the host name (${h.name}) to reset its DB:`, `reset-db stops ${h.name} and replaces its DB`, 'rerun with --yes, or from a terminal to type the host name back')
+      const r = await resetDb({
+        loaded,
+        host: h,
+        remote,
+        purge: flags.purge,
+        scanCache: flags['scan-cache'],
+        waitMs: flags.wait * 1000,
+        tokenFile: flags['token-file'],
+        signal: this.abort.signal,
+        progress: (m) => this.note(`• ${m}`),
+      })
       for (const s of r.steps) this.log(`ok    ${h.name} ${s.step.padEnd(20)} ${s.detail} (${s.durationMs} ms)`)
       this.log(`${h.name}: DB reset, downtime ${(r.downtimeMs / 1000).toFixed(1)} s${r.movedTo ? `, old DB kept at ${r.movedTo}` : ''}`)
       results.push(r)

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { restartService, type RestartResult } from '../../src/trivy/restart.js'
 
@@ -18,10 +18,10 @@ export default class TrivyRestart extends LabctlCommand<RestartCommandResult> {
     const hosts = selectHosts(loaded.inventory, flags.host)
     this.note(`plan: restart ${loaded.inventory.trivy.serviceName} on ${hosts.map((h) => h.name).join(', ')}, one at a time, waiting for /healthz`)
     await this.confirmOrStop(flags, `Restart ${loaded.inventory.trivy.serviceName} on ${hosts.map((h) => h.name).join(', ')}?`, 'restarting interrupts scans')
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     const out: RestartResult[] = []
     for (const h of hosts) {
-      const r = await restartService(loaded, h, { waitMs: flags.wait * 1000, signal: this.abort.signal })
+      const r = await restartService({ loaded, host: h, remote, waitMs: flags.wait * 1000, signal: this.abort.signal })
       this.log(`${h.name}: restarted, answering again after ${(r.downMs / 1000).toFixed(1)} s`)
       out.push(r)
     }

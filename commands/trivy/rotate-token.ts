@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { readJournal, rollbackRotation, rotateToken, rotationPlan, type Journal } from '../../src/trivy/rotate.js'
@@ -60,10 +60,11 @@ stops for --resume with --no-rollback. The journal (rotation.json) holds fingerp
     }
     plan.forEach((p, i) => this.note(`${i + 1}. ${p}`))
     await this.confirmOrStop(flags, 'Rotate the token now?', 'rotating the token changes the servers and Jenkins')
-    await this.useSsh(flags)
+    const remote = await this.openRemote(flags)
     const opts = {
       loaded,
       hosts,
+      remote,
       tokenFile: flags['token-file'],
       rollback: !flags['no-rollback'],
       create: flags.create,
@@ -77,7 +78,7 @@ stops for --resume with --no-rollback. The journal (rotation.json) holds fingerp
       this.log(`rotation ${j.id} rolled back: every place holds the old token (${j.oldFingerprint})`)
       return { action: 'rollback', journal: j }
     }
-    const r = await rotateToken(opts, flags.resume)
+    const r = await rotateToken({ ...opts, resume: flags.resume })
     this.log(`token rotated: ${r.journal.oldFingerprint} → ${r.journal.newFingerprint} on ${r.journal.hosts.join(', ')}${loaded.inventory.jenkins ? ' and Jenkins' : ''}`)
     return { action: flags.resume ? 'resume' : 'rotate', journal: r.journal }
   }

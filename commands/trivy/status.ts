@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
-import { sshFlags } from '../_ssh.js'
+import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { hostStatus, type HostStatus } from '../../src/trivy/remote.js'
 
@@ -17,8 +17,8 @@ export default class TrivyStatus extends LabctlCommand<StatusResult> {
   async run(): Promise<StatusResult> {
     const { flags } = await this.parse(TrivyStatus)
     const loaded = this.loadInventory(flags)
-    await this.useSsh(flags)
-    const hosts = await Promise.all(selectHosts(loaded.inventory, flags.host).map((h) => hostStatus(loaded, h, { timeoutMs: flags.timeout })))
+    const remote = await this.openRemote(flags)
+    const hosts = await Promise.all(selectHosts(loaded.inventory, flags.host).map((host) => hostStatus({ loaded, host, remote, timeoutMs: flags.timeout })))
     for (const h of hosts) {
       const u = h.unit
       this.log(`${h.ok ? 'ok  ' : 'FAIL'}  ${h.host}`)

@@ -1,16 +1,12 @@
 import { writeFileSync } from 'node:fs'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
+import { hostFlag } from '../_flags.js'
+import { checkLine } from '../_render.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { CHECK_NAMES, runValidate, type CheckName, type ValidateResult } from '../../src/trivy/validate.js'
 import type { CheckResult, CheckSpec } from '../../src/checks/types.js'
-
-const MARK: Record<CheckResult['status'], string> = { pass: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' }
-
-export function checkLine(r: CheckResult): string {
-  return `${MARK[r.status]}  ${r.name.padEnd(40)} ${r.detail}${r.status !== 'pass' && r.fix ? `\n      next: ${r.fix}` : ''}`
-}
 
 const checkList = (v: string[] | undefined): CheckName[] | undefined => {
   if (!v) return undefined
@@ -44,7 +40,7 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
   ]
 
   static override flags = {
-    host: Flags.string({ summary: 'Only this scanner host (name or FQDN); default all.', env: 'LABCTL_HOST' }),
+    host: hostFlag(),
     only: Flags.string({ summary: `Run only these checks (comma-separated: ${CHECK_NAMES.join(', ')}).`, multiple: true }),
     skip: Flags.string({ summary: 'Skip these checks (comma-separated).', multiple: true }),
     'token-file': Flags.string({ summary: 'Read the token from this file, or "-" for stdin.', env: 'LABCTL_TOKEN_FILE' }),
@@ -93,9 +89,13 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
     const specsReady = new Promise<CheckSpec[]>((r) => (resolveSpecs = r))
     const done = new Map<number, (r: CheckResult) => void>()
     const results = new Map<number, CheckResult>()
-    const run = runValidate(opts, resolveSpecs, (r, i) => {
-      results.set(i, r)
-      done.get(i)?.(r)
+    const run = runValidate({
+      ...opts,
+      onStart: resolveSpecs,
+      onResult: (r, i) => {
+        results.set(i, r)
+        done.get(i)?.(r)
+      },
     })
     const specs = await Promise.race([specsReady, run.then(() => [] as CheckSpec[])])
     const { Listr, ProcessOutput } = await import('listr2')

@@ -58,3 +58,12 @@ export const pass = (detail: string) => ({ status: 'pass' as const, detail })
 export const warn = (detail: string, fix?: string) => ({ status: 'warn' as const, detail, ...(fix ? { fix } : {}) })
 export const fail = (detail: string, fix?: string) => ({ status: 'fail' as const, detail, ...(fix ? { fix } : {}) })
 export const skip = (detail: string) => ({ status: 'skip' as const, detail })
+
+export type CheckSummary = { pass: number; warn: number; fail: number; skip: number }
+
+/** How many checks ended in each status. */
+export function summarize(checks: readonly CheckResult[]): CheckSummary {
+  const s: CheckSummary = { pass: 0, warn: 0, fail: 0, skip: 0 }
+  for (const c of checks) s[c.status] += 1
+  return s
+}

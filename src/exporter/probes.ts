@@ -9,7 +9,8 @@ import type { ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
 import { describeNetError, labAgent } from '../net/http.js'
 import { HttpAnswerError, canaryScan, getHealthz, getVersion, unauthenticatedScanStatus } from '../trivy/api.js'
-import { hostCheck, hostStatus } from '../trivy/remote.js'
+import { hostCheck } from '../trivy/check.js'
+import { hostStatus } from '../trivy/remote.js'
 import { inspectTls } from '../trivy/tls-check.js'
 import { redactText } from '../redact.js'
 import type { HttpObservation, ProbeBackend, SshObservation, Target } from './model.js'
@@ -49,7 +50,7 @@ function within<T>(ms: number, signal: AbortSignal, p: Promise<T>): Promise<T> {
   })
 }
 
-/** The probe functions of one lab, with one HTTP agent (lab DNS, lab CA) and one SSH pool for the exporter's life. */
+/** The probe functions of one lab, with one HTTP agent (lab DNS, lab CA) and one SSH session for the exporter's life. */
 export async function createProbes(o: ProbeOptions): Promise<ProbeBackend> {
   const inv = o.loaded.inventory
   const caFile = inv.trivy.caBundle ? inventoryPath(o.loaded, inv.trivy.caBundle) : undefined
@@ -61,8 +62,8 @@ export async function createProbes(o: ProbeOptions): Promise<ProbeBackend> {
     return oneLine(redactText(text, secrets), 300)
   }
   const useSsh = o.ssh !== false
-  const ssh = useSsh ? await import('../ssh/index.js') : undefined
-  if (ssh) await ssh.configureSsh({ acceptNewHostKey: Boolean(o.acceptNewHostKey) })
+  // The exporter's SSH session for its whole life (a lost connection is reopened on the next probe).
+  const remote = useSsh ? new (await import('../ssh/remote.js')).Remote({ acceptNewHostKey: Boolean(o.acceptNewHostKey) }) : undefined
 
   const bases = new Map<string, string>([[EDGE, publicUrl.origin]])
   for (const h of o.hosts) if (h.debugUrl) bases.set(h.name, new URL(h.debugUrl).origin)
@@ -152,11 +153,11 @@ export async function createProbes(o: ProbeOptions): Promise<ProbeBackend> {
 
   async function sshProbe(name: string, signal: AbortSignal): Promise<SshObservation> {
     const host = o.hosts.find((h) => h.name === name)
-    if (!host || !useSsh) throw new LabctlError(`no SSH access configured for ${name}`)
+    if (!host || !remote) throw new LabctlError(`no SSH access configured for ${name}`, { suggestion: 'run the exporter with SSH probes enabled, for a host of the inventory' })
     const obs: SshObservation = { checks: [], journal: {}, errors: [] }
     const [status, check] = await Promise.allSettled([
-      within(o.sshTimeoutMs * 2, signal, hostStatus(o.loaded, host, { timeoutMs: o.sshTimeoutMs })),
-      within(o.sshTimeoutMs * 2, signal, hostCheck(o.loaded, host, { since: o.journalSince, timeoutMs: o.sshTimeoutMs })),
+      within(o.sshTimeoutMs * 2, signal, hostStatus({ loaded: o.loaded, host, remote, timeoutMs: o.sshTimeoutMs })),
+      within(o.sshTimeoutMs * 2, signal, hostCheck({ loaded: o.loaded, host, remote, since: o.journalSince, timeoutMs: o.sshTimeoutMs })),
     ])
     if (status.status === 'fulfilled') {
       obs.unitState = status.value.unit.active
@@ -179,7 +180,7 @@ export async function createProbes(o: ProbeOptions): Promise<ProbeBackend> {
     ssh: sshProbe,
     secrets,
     close: async () => {
-      await Promise.allSettled([agent.destroy(), ssh?.closeAll()])
+      await Promise.allSettled([agent.destroy(), remote?.close()])
     },
   }
 }

@@ -26,8 +26,9 @@ export const DnsServer = z.union([
 ])
 
 export const SshSchema = z.strictObject({
-  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'not a valid user name').default('root'),
-  port: port.default(22),
+  // No defaults here: an absent user/port lets ~/.ssh/config decide, then ssh's own (root, 22), applied in src/ssh/target.ts.
+  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'not a valid user name').optional().describe('remote user; else User in ~/.ssh/config; else root'),
+  port: port.optional().describe('SSH port; else Port in ~/.ssh/config; else 22'),
   identityFile: safePath.optional().describe('private key file; else ssh-agent, then ~/.ssh/config'),
   knownHostsFile: safePath.optional().describe('known_hosts file used to verify the host key (default ~/.ssh/known_hosts)'),
   jumpHost: z.string().regex(/^([a-z_][a-z0-9_-]*@)?[A-Za-z0-9.-]+(:\d+)?$/, 'must be [user@]host[:port]').optional(),

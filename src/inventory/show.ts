@@ -15,7 +15,7 @@ export function summarizeInventory(inv: Inventory): string[] {
     lines.push(
       `host ${h.name}:`,
       `  fqdn ${h.fqdn}${h.aliases.length ? `, aliases ${h.aliases.join(', ')}` : ''}${h.address ? `, address ${h.address}` : ''}`,
-      `  ssh ${h.ssh.user}@${h.fqdn}:${h.ssh.port}${h.ssh.jumpHost ? ` via ${h.ssh.jumpHost}` : ''}${h.ssh.identityFile ? ` key ${h.ssh.identityFile}` : ''}${h.sudo ? ', sudo' : ''}`,
+      `  ssh ${h.ssh.user ? `${h.ssh.user}@` : ''}${h.fqdn}${h.ssh.port ? `:${h.ssh.port}` : ''}${h.ssh.jumpHost ? ` via ${h.ssh.jumpHost}` : ''}${h.ssh.identityFile ? ` key ${h.ssh.identityFile}` : ''}${h.sudo ? ', sudo' : ''}`,
       `  listen ${h.listen}${h.debugUrl ? `, debug url ${h.debugUrl}` : ''}`,
     )
   }

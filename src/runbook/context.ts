@@ -4,6 +4,7 @@
 import { errorMessage } from '../errors.js'
 import { inventoryPath, loadInventory } from '../inventory/load.js'
 import { collectSecrets } from './redact.js'
+import { DEFAULT_USER } from '../ssh/target.js'
 
 export type LabContext = { vars: Record<string, string>; secrets: string[]; warnings: string[]; inventory?: string }
 
@@ -31,7 +32,7 @@ export function labContext(sel: { lab?: string | undefined; config?: string | un
       hosts: hosts.map((h) => h.name).join(', '),
       host: sel.host ?? first.name,
       fqdn: first.fqdn,
-      sshUser: first.ssh.user,
+      sshUser: first.ssh.user ?? DEFAULT_USER,
       ...(t.caBundle ? { caBundle: inventoryPath(loaded, t.caBundle) } : {}),
       ...(t.dbRepositories.length ? { dbRepositories: t.dbRepositories.join(', ') } : {}),
       ...(inv.jenkins ? { jenkinsUrl: inv.jenkins.url, credentialId: inv.jenkins.credentialId } : { credentialId: 'trivy-server-token' }),

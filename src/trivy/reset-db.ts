@@ -5,18 +5,31 @@ import type { LoadedInventory } from '../inventory/load.js'
 import { inventoryPath } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import { LabctlError, oneLine } from '../errors.js'
-import { run } from '../ssh/index.js'
+import type { Remote } from '../ssh/index.js'
 import { canaryScan, getHealthz, getVersion } from './api.js'
 import { loadToken } from './token.js'
 import { edgeBase, hostBase, trivyAgent } from './endpoint.js'
 import { quietTrivyAssignments } from './quiet.js'
 
-export type ResetDbOptions = { purge: boolean; scanCache: boolean; waitMs: number; tokenFile?: string | undefined }
+export type ResetDbOptions = {
+  loaded: LoadedInventory
+  host: ScannerHost
+  /** The run's SSH session. */
+  remote: Remote
+  purge: boolean
+  scanCache: boolean
+  waitMs: number
+  tokenFile?: string | undefined
+  signal?: AbortSignal | undefined
+  progress?: ((m: string) => void) | undefined
+}
+export type ResetPlanOptions = Pick<ResetDbOptions, 'loaded' | 'host' | 'purge' | 'scanCache'>
 export type ResetStep = { step: string; detail: string; durationMs: number }
 export type ResetDbResult = { host: string; steps: ResetStep[]; movedTo?: string; downtimeMs: number; db: { updatedAt: string }; canary: string }
 
-export function resetPlan(loaded: LoadedInventory, host: ScannerHost, o: ResetDbOptions): string[] {
-  const t = loaded.inventory.trivy
+export function resetPlan(o: ResetPlanOptions): string[] {
+  const { host } = o
+  const t = o.loaded.inventory.trivy
   return [
     `stop ${t.serviceName} on ${host.name}`,
     o.purge ? `purge the vulnerability DB (trivy clean --vuln-db, cache ${t.cacheDir})` : `move ${t.cacheDir}/db aside to ${t.cacheDir}/db.broken-<time> for forensics`,
@@ -28,13 +41,9 @@ export function resetPlan(loaded: LoadedInventory, host: ScannerHost, o: ResetDb
 
 const QUIET = quietTrivyAssignments()
 
-export async function resetDb(
-  loaded: LoadedInventory,
-  host: ScannerHost,
-  o: ResetDbOptions,
-  progress: (m: string) => void = () => {},
-  signal?: AbortSignal,
-): Promise<ResetDbResult> {
+export async function resetDb(o: ResetDbOptions): Promise<ResetDbResult> {
+  const { loaded, host, remote, signal } = o
+  const progress = o.progress ?? (() => {})
   const inv = loaded.inventory
   const t = inv.trivy
   const steps: ResetStep[] = []
@@ -48,10 +57,10 @@ export async function resetDb(
     return r
   }
   const asService = (args: string[], timeoutMs: number) =>
-    run(host, ['env', `TRIVY_CACHE_DIR=${t.cacheDir}`, ...QUIET, 'trivy', ...args], { user: t.serviceUser, timeoutMs, check: true, ...(signal ? { signal } : {}) })
+    remote.run(host, ['env', `TRIVY_CACHE_DIR=${t.cacheDir}`, ...QUIET, 'trivy', ...args], { user: t.serviceUser, timeoutMs, check: true, ...(signal ? { signal } : {}) })
 
   const stopAt = Date.now()
-  await step('stop service', () => run(host, ['systemctl', 'stop', t.serviceName], { sudo: true, timeoutMs: 60_000, check: true }), () => `${t.serviceName} stopped`)
+  await step('stop service', () => remote.run(host, ['systemctl', 'stop', t.serviceName], { sudo: true, timeoutMs: 60_000, check: true }), () => `${t.serviceName} stopped`)
   let movedTo: string | undefined
   if (o.purge) {
     await step('purge DB', () => asService(['clean', '--vuln-db'], 120_000), () => 'trivy clean --vuln-db')
@@ -59,7 +68,7 @@ export async function resetDb(
     const dest = `${t.cacheDir}/db.broken-${new Date().toISOString().replace(/[:.]/g, '-')}`
     const moved = await step(
       'move DB aside',
-      () => run(host, ['sh', '-c', 'if [ -d "$1/db" ]; then mv "$1/db" "$2" && echo moved; else echo absent; fi', 'labctl-reset', t.cacheDir, dest], { sudo: true, timeoutMs: 60_000, check: true }),
+      () => remote.run(host, ['sh', '-c', 'if [ -d "$1/db" ]; then mv "$1/db" "$2" && echo moved; else echo absent; fi', 'labctl-reset', t.cacheDir, dest], { sudo: true, timeoutMs: 60_000, check: true }),
       (r) => (r.stdout.trim() === 'moved' ? `kept as ${dest}` : 'no DB to move (already reset?)'),
     )
     if (moved.stdout.trim() === 'moved') movedTo = dest
@@ -72,7 +81,7 @@ export async function resetDb(
       () => `from ${t.dbRepositories.join(', ')}`,
     )
   }
-  await step('start service', () => run(host, ['systemctl', 'start', t.serviceName], { sudo: true, timeoutMs: 60_000, check: true }), () => `${t.serviceName} started`)
+  await step('start service', () => remote.run(host, ['systemctl', 'start', t.serviceName], { sudo: true, timeoutMs: 60_000, check: true }), () => `${t.serviceName} started`)
 
   // Wait for the server to answer with a fresh DB, then prove it with the canary.
   const base = hostBase(inv, host)

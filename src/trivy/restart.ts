@@ -3,17 +3,28 @@
 import { LabctlError } from '../errors.js'
 import type { LoadedInventory } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
-import { run } from '../ssh/index.js'
+import type { Remote } from '../ssh/index.js'
 import { edgeBase, hostBase, trivyAgent } from './endpoint.js'
 import { waitHealthy } from './health.js'
 
 export type RestartResult = { host: string; downMs: number }
 
-export async function restartService(loaded: LoadedInventory, host: ScannerHost, opts: { waitMs: number; signal?: AbortSignal }): Promise<RestartResult> {
+export type RestartOptions = {
+  loaded: LoadedInventory
+  host: ScannerHost
+  /** The run's SSH session. */
+  remote: Remote
+  /** How long to wait for /healthz (directly and through the edge), counted from the restart. */
+  waitMs: number
+  signal?: AbortSignal | undefined
+}
+
+export async function restartService(opts: RestartOptions): Promise<RestartResult> {
+  const { loaded, host, remote } = opts
   const inv = loaded.inventory
   const t = inv.trivy
   const started = Date.now()
-  await run(host, ['systemctl', 'restart', t.serviceName], { sudo: true, timeoutMs: 90_000, check: true, ...(opts.signal ? { signal: opts.signal } : {}) })
+  await remote.run(host, ['systemctl', 'restart', t.serviceName], { sudo: true, timeoutMs: 90_000, check: true, ...(opts.signal ? { signal: opts.signal } : {}) })
   const agent = trivyAgent(loaded)
   try {
     const w = await waitHealthy({ bases: [hostBase(inv, host), edgeBase(inv)], dispatcher: agent, waitMs: Math.max(0, opts.waitMs - (Date.now() - started)), signal: opts.signal })

@@ -9,7 +9,7 @@ import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import type { Agent } from 'undici'
-import { readFile, run, writeFile } from '../ssh/index.js'
+import type { Remote } from '../ssh/index.js'
 import { updateSecretText } from '../jenkins/client.js'
 import { canaryScan } from './api.js'
 import { fingerprint, generateToken, readTokenFile, withEnvToken } from './token.js'
@@ -34,6 +34,10 @@ export type Journal = {
 export type RotateOptions = {
   loaded: LoadedInventory
   hosts: ScannerHost[]
+  /** The run's SSH session. */
+  remote: Remote
+  /** Finish an interrupted rotation (rotateToken only). */
+  resume?: boolean | undefined
   /** New token from a file, or "-" for stdin; default: generated. */
   tokenFile?: string | undefined
   readStdin?: () => string
@@ -41,8 +45,8 @@ export type RotateOptions = {
   create: boolean
   jenkinsTimeoutMs: number
   healthTimeoutMs: number
-  signal?: AbortSignal
-  progress?: (m: string) => void
+  signal?: AbortSignal | undefined
+  progress?: ((m: string) => void) | undefined
 }
 export type RotateResult = { journal: Journal; windowNote: string }
 
@@ -56,7 +60,15 @@ export function secretsPaths(loaded: LoadedInventory) {
 export function readJournal(loaded: LoadedInventory): Journal | undefined {
   const p = secretsPaths(loaded).journal
   if (!existsSync(p)) return undefined
-  return JSON.parse(readFileSync(p, 'utf8')) as Journal
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as Journal
+  } catch (err) {
+    throw new LabctlError(`the rotation journal ${p} is not readable JSON (${oneLine(errorMessage(err), 120)})`, {
+      code: 'BAD_JOURNAL',
+      suggestion: `it was edited or truncated: restore it, or move it aside once the servers, Jenkins and ${secretsPaths(loaded).token} are known to agree`,
+      cause: err,
+    })
+  }
 }
 
 
@@ -117,8 +129,9 @@ export function rotationPlan(o: Pick<RotateOptions, 'loaded' | 'hosts' | 'rollba
   ]
 }
 
-export async function rotateToken(o: RotateOptions, resume: boolean): Promise<RotateResult> {
+export async function rotateToken(o: RotateOptions): Promise<RotateResult> {
   const { loaded } = o
+  const resume = o.resume === true
   const inv = loaded.inventory
   const s = secretsPaths(loaded)
   const progress = o.progress ?? (() => {})
@@ -296,18 +309,18 @@ async function switchServerToken(
   opts: { verifyRejected?: string | undefined; onWrite?: () => void },
 ): Promise<void> {
   const inv = o.loaded.inventory
-  const envText = (await readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
+  const envText = (await o.remote.readFile(h, inv.trivy.envFile, { sudo: true, timeoutMs: 30_000 })).toString('utf8')
   opts.onWrite?.()
-  await writeFile(h, inv.trivy.envFile, withEnvToken(envText, to), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
+  await o.remote.writeFile(h, inv.trivy.envFile, withEnvToken(envText, to), { mode: 0o600, owner: 'root', group: 'root', sudo: true, keepPrevious: false })
   // Restarted and healthy directly and through the edge (HAProxy's health check has to see it come back).
   // No signal: a rollback after Ctrl-C must still be able to restart the service.
-  await restartService(o.loaded, h, { waitMs: o.healthTimeoutMs })
+  await restartService({ loaded: o.loaded, host: h, remote: o.remote, waitMs: o.healthTimeoutMs })
   const base = hostBase(inv, h)
   const accepted = await canaryScan({ baseUrl: base, token: to, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-  if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the token it was just given (${accepted.kind})`)
+  if (accepted.kind !== 'ok') throw new LabctlError(`${h.name} does not accept the token it was just given (${accepted.kind})`, { code: 'TOKEN_NOT_ACCEPTED', suggestion: `check ${inv.trivy.envFile} on ${h.name} and the service log: \`labctl trivy logs --host ${h.name} -n 50\`` })
   if (opts.verifyRejected) {
     const rejected = await canaryScan({ baseUrl: base, token: opts.verifyRejected, tokenHeader: inv.trivy.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-    if (rejected.kind !== 'unauthorized') throw new LabctlError(`${h.name} still accepts the old token after the restart`)
+    if (rejected.kind !== 'unauthorized') throw new LabctlError(`${h.name} still accepts the old token after the restart`, { code: 'OLD_TOKEN_ACCEPTED', suggestion: `check that ${inv.trivy.serviceName} on ${h.name} reads ${inv.trivy.envFile} (its EnvironmentFile) and restarted` })
   }
 }
 

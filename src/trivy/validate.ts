@@ -8,7 +8,7 @@ import { resolveName } from '../net/dns.js'
 import { startConnectProxy } from '../net/connect-proxy.js'
 import { describeNetError } from '../net/http.js'
 import { redactJson, redactText } from '../redact.js'
-import { fail, pass, runCheck, skip, warn, type CheckResult, type CheckSpec } from '../checks/types.js'
+import { fail, pass, runCheck, skip, summarize, warn, type CheckResult, type CheckSpec } from '../checks/types.js'
 import { CANARY, HttpAnswerError, canaryScan, getHealthz, getVersion, describeAnswer, unauthenticatedScanStatus, type ServerVersion } from './api.js'
 import { clientVersion, findTrivyClient, scanImage, SEVERITIES } from './client.js'
 import { inspectTls } from './tls-check.js'
@@ -32,6 +32,10 @@ export type ValidateOptions = {
   scanTimeoutMs?: number
   env?: NodeJS.ProcessEnv
   readStdin?: () => string
+  /** Called once with the planned checks, before any runs (a live view). */
+  onStart?: ((specs: CheckSpec[]) => void) | undefined
+  /** Called with each result as it completes (INDEX into the planned checks). */
+  onResult?: ((r: CheckResult, index: number) => void) | undefined
 }
 
 export type ValidateResult = {
@@ -324,21 +328,17 @@ export function planChecks(opts: ValidateOptions): {
   return { specs, warnings, describeError, redactResult, cleanup: async () => void (await Promise.all(cleanups.map((c) => c().catch(() => undefined)))) }
 }
 
-export function summarize(checks: CheckResult[]): ValidateResult['summary'] {
-  const s = { pass: 0, warn: 0, fail: 0, skip: 0 }
-  for (const c of checks) s[c.status] += 1
-  return s
-}
+export { summarize }
 
 /** Runs every planned check concurrently; `onResult` sees each as it completes. */
-export async function runValidate(opts: ValidateOptions, onStart?: (specs: CheckSpec[]) => void, onResult?: (r: CheckResult, index: number) => void): Promise<ValidateResult> {
+export async function runValidate(opts: ValidateOptions): Promise<ValidateResult> {
   const plan = planChecks(opts)
-  onStart?.(plan.specs)
+  opts.onStart?.(plan.specs)
   try {
     const checks = await Promise.all(
       plan.specs.map(async (spec, i) => {
         const r = plan.redactResult(await runCheck(spec, (err) => plan.describeError(err, spec.timeoutMs)))
-        onResult?.(r, i)
+        opts.onResult?.(r, i)
         return r
       }),
     )

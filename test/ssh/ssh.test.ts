@@ -14,12 +14,12 @@ import { HostSchema } from '../../src/inventory/schema.js'
 import { freePorts } from '../../src/sandbox/proc.js'
 import {
   SshConfig,
-  SshPool,
+  Remote,
   hostFieldMatches,
   parseJumpSpec,
   shellQuote,
   sudoFailure,
-  type SshPoolOptions,
+  type RemoteOptions,
   type SshTarget,
   verifyHostKey,
 } from '../../src/ssh/index.js'
@@ -27,11 +27,11 @@ import { startSshd, type Sshd } from './sshd.js'
 
 let sshd: Sshd
 let work: string
-const pools: SshPool[] = []
+const pools: Remote[] = []
 
 /** A pool isolated from the real ~/.ssh (no config, no agent, HOME in a temp dir). */
-function pool(opts: SshPoolOptions = {}): SshPool {
-  const p = new SshPool({ sshConfigFile: null, env: { HOME: join(work, 'home') }, ...opts })
+function pool(opts: RemoteOptions = {}): Remote {
+  const p = new Remote({ sshConfigFile: null, env: { HOME: join(work, 'home') }, ...opts })
   pools.push(p)
   return p
 }
@@ -88,7 +88,7 @@ beforeAll(async () => {
 })
 
 afterEach(async () => {
-  await Promise.all(pools.splice(0).map((p) => p.closeAll()))
+  await Promise.all(pools.splice(0).map((p) => p.close()))
 })
 
 afterAll(async () => {
@@ -197,7 +197,7 @@ describe('connection pool', () => {
     expect(await sshd.waitForLogins(before + 1)).toBe(before + 1)
     await sleep(200)
     expect(sshd.logins()).toBe(before + 1)
-    await p.closeAll()
+    await p.close()
     // After closeAll a new run opens a new connection.
     const p2 = pool()
     await p2.run(t, ['true'])

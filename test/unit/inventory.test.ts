@@ -27,7 +27,9 @@ describe('inventory', () => {
       'm.yaml',
     )
     expect(minimal.trivy.cacheDir).toBe('/var/lib/trivy')
-    expect(minimal.trivy.hosts[0]?.ssh.port).toBe(22)
+    // ssh.user/port stay unset (~/.ssh/config may supply them; 22/root are applied in src/ssh/target.ts).
+    expect(minimal.trivy.hosts[0]?.ssh.port).toBeUndefined()
+    expect(minimal.trivy.hosts[0]?.ssh.connectTimeoutMs).toBe(10_000)
     expect(minimal.secrets.dir).toBe('secrets/trivy-vm')
   })
 

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseInventory } from '../../src/inventory/load.js'
 import { runValidate, type ValidateResult } from '../../src/trivy/validate.js'
 import { toJUnit } from '../../src/report/junit.js'
-import { checkLine } from '../../commands/trivy/validate.js'
+import { checkLine } from '../../commands/_render.js'
 
 const TOKEN = 'Zq7xW2mK9pL4vB8nR3tY6uE1oI5aS0dF-gH_jJ'
 const HEADER = 'Trivy-Token'

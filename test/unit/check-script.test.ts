@@ -1,0 +1,91 @@
+// trivy check's remote script, run by a local shell (no SSH, no sandbox) and judged by hostCheck.
+import { spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parseInventory } from '../../src/inventory/load.js'
+import type { Remote, RunOptions, RunResult } from '../../src/ssh/index.js'
+import { hostCheck } from '../../src/trivy/check.js'
+
+let dir: string
+const commands: string[][] = []
+/** A stand-in session: runs the argv here, as the current user (no sudo). */
+const local = {
+  async run(_host: unknown, argv: readonly string[], o: RunOptions = {}): Promise<RunResult> {
+    commands.push([...argv])
+    const r = await execa(argv[0]!, argv.slice(1), { reject: false, timeout: o.timeoutMs ?? 30_000 })
+    return { code: r.exitCode ?? 1, stdout: r.stdout, stderr: r.stderr, command: argv.join(' ') }
+  },
+} as unknown as Remote
+
+function lab(cacheDir: string) {
+  const text = `name: x\ndns: {servers: [10.0.0.53]}\ntrivy:\n  version: 0.74.0\n  publicUrl: https://t.example\n  cacheDir: ${cacheDir}\n  hosts: [{name: trivy-0, fqdn: trivy-0.example}]\n`
+  const inventory = parseInventory(text, 'lab.yaml')
+  return { loaded: { inventory, path: 'lab.yaml', dir: '.' }, host: inventory.trivy.hosts[0]! }
+}
+
+/** A file that starts like a bbolt DB: its meta page magic 0xED0CDAED (little endian) at byte 16. */
+function boltFile(path: string): void {
+  const b = Buffer.alloc(4096)
+  b.writeUInt32LE(0xed0cdaed, 16)
+  writeFileSync(path, b)
+}
+
+const byName = (r: Awaited<ReturnType<typeof hostCheck>>) => Object.fromEntries(r.checks.map((c) => [c.check, c]))
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'labctl-check-script-'))
+})
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+describe('trivy check script', () => {
+  it('reads disk, a fresh DB, a bbolt file and the journal in one command', async () => {
+    const cache = join(dir, 'ok')
+    mkdirSync(join(cache, 'db'), { recursive: true })
+    writeFileSync(join(cache, 'db', 'metadata.json'), JSON.stringify({ Version: 2, UpdatedAt: new Date(Date.now() - 3600_000).toISOString(), NextUpdate: '2099-01-01T00:00:00Z' }))
+    boltFile(join(cache, 'db', 'trivy.db'))
+    commands.length = 0
+    const r = await hostCheck({ ...lab(cache), remote: local, since: '-1h', timeoutMs: 30_000 })
+    expect(commands).toHaveLength(1)
+    const c = byName(r)
+    expect(c.disk).toMatchObject({ status: 'pass' })
+    expect(c.disk!.detail).toMatch(new RegExp(`^${cache} on /\\S*: \\d+\\.\\d% used`))
+    expect(r.metrics.cacheBytes).toBeGreaterThanOrEqual(4096)
+    expect(r.metrics.diskUsedRatio).toBeGreaterThan(0)
+    expect(c['db-freshness']).toMatchObject({ status: 'pass' })
+    expect(r.metrics.dbAgeSeconds).toBeGreaterThanOrEqual(3599)
+    expect(c['db-file']).toMatchObject({ status: 'pass', detail: 'trivy.db 4 KiB, bbolt, not exclusively locked' })
+    expect(c.journal?.status).not.toBe('fail')
+  })
+
+  it('finds a missing DB, a corrupted file and an exclusive lock', async () => {
+    const empty = join(dir, 'empty')
+    mkdirSync(empty)
+    const none = byName(await hostCheck({ ...lab(empty), remote: local, since: '-1h', timeoutMs: 30_000 }))
+    expect(none['db-freshness']).toMatchObject({ status: 'fail', detail: expect.stringMatching(/metadata\.json is missing/) })
+    expect(none['db-file']).toMatchObject({ status: 'fail', detail: expect.stringMatching(/trivy\.db is missing/) })
+
+    const bad = join(dir, 'bad')
+    mkdirSync(join(bad, 'db'), { recursive: true })
+    writeFileSync(join(bad, 'db', 'metadata.json'), '{not json')
+    writeFileSync(join(bad, 'db', 'trivy.db'), Buffer.alloc(4096, 7))
+    const corrupt = byName(await hostCheck({ ...lab(bad), remote: local, since: '-1h', timeoutMs: 30_000 }))
+    expect(corrupt['db-freshness']).toMatchObject({ status: 'fail', detail: 'metadata.json is not valid JSON' })
+    expect(corrupt['db-file']).toMatchObject({ status: 'fail', detail: expect.stringMatching(/bad magic/) })
+
+    const locked = join(dir, 'locked')
+    mkdirSync(join(locked, 'db'), { recursive: true })
+    boltFile(join(locked, 'db', 'trivy.db'))
+    // Its own process group, so that the lock holder (flock's shell and sleep) goes with it.
+    const holder = spawn('flock', ['-x', join(locked, 'db', 'trivy.db'), '-c', 'echo held; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true })
+    try {
+      await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()))
+      const held = byName(await hostCheck({ ...lab(locked), remote: local, since: '-1h', timeoutMs: 30_000 }))
+      expect(held['db-file']).toMatchObject({ status: 'fail', detail: expect.stringMatching(/exclusive lock/) })
+    } finally {
+      process.kill(-holder.pid!, 'SIGKILL')
+    }
+  })
+})
