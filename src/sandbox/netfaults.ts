@@ -5,7 +5,8 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { LabctlError, UsageError, oneLine } from '../errors.js'
-import { sandboxPaths, type SandboxState } from './layout.js'
+import { httpRequest, labAgent } from '../net/http.js'
+import { SANDBOX_NAMES, sandboxPaths, type SandboxState } from './layout.js'
 import { NODES, type NodeName } from './netns.js'
 import { isAlive, spawnDaemon, stopProcess, waitFor } from './proc.js'
 
@@ -77,6 +78,20 @@ async function deleteTable(ns: string, table: string): Promise<void> {
 
 export type NetFaultDeps = { edgeHealthy: (s: SandboxState) => Promise<boolean>; stop: (name: 'haproxy' | 'dns', s: SandboxState) => Promise<void> }
 
+/** The status the edge answers /healthz with by the public name (undefined: no answer within 1 s). */
+async function edgeStatus(state: SandboxState): Promise<number | undefined> {
+  const p = sandboxPaths(state.dir)
+  const dns = `${state.net!.nodes.dns.address}:${state.ports.dns}`
+  const agent = labAgent({ dnsServers: [dns], dnsTimeoutMs: 1000, caFile: p.caCert, connectTimeoutMs: 1000 })
+  try {
+    return (await httpRequest(`https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}/healthz`, { dispatcher: agent, timeoutMs: 1000 })).status
+  } catch {
+    return undefined
+  } finally {
+    await agent.close()
+  }
+}
+
 export async function breakNet(state: SandboxState, f: NetFault, opts: { node?: string; afterMs?: number }, deps: NetFaultDeps): Promise<string> {
   const net = requireNet(state, f)
   const trivyNs = net.nodes['trivy-0'].ns
@@ -96,8 +111,8 @@ export async function breakNet(state: SandboxState, f: NetFault, opts: { node?: 
       return NET_FAULTS[f]
     case 'firewall-closed': {
       await run([...inNs(trivyNs), 'nft', '-f', '-'], 'loading the firewall-closed rule', firewallClosedRuleset(net.nodes.edge.address, state.ports.trivy))
-      // In effect once HAProxy's health check has marked the backend down (2 failed checks, 1 s apart).
-      if (!(await waitFor(async () => !(await deps.edgeHealthy(state)), 15_000, 250))) throw new LabctlError('the edge still reaches the listener after the firewall-closed rule', { suggestion: '`labctl sandbox exec trivy-0 -- nft list ruleset`' })
+      // In effect once HAProxy's health check has marked the backend down (2 failed checks): the edge says 503.
+      if (!(await waitFor(async () => (await edgeStatus(state)) === 503, 20_000, 250))) throw new LabctlError('the edge still reaches the listener after the firewall-closed rule', { suggestion: '`labctl sandbox exec trivy-0 -- nft list ruleset`' })
       return NET_FAULTS[f]
     }
     case 'ssh-cut': {
