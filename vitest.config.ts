@@ -14,9 +14,10 @@ export const UNIT = [
   'test/jenkins/**/*.test.ts',
   'test/runbook/{engine,parse,pattern,interrupt}.test.ts',
   'test/exporter/{exporter,cli,render,rules}.test.ts',
+  'test/db/{mirror,mirror-cli,parse}.test.ts',
 ]
 // Today: test/sandbox/**, test/ssh/** (its own sshd, and the sandbox host), test/runbook/drills.test.ts,
-// test/exporter/prometheus.sandbox.test.ts.
+// test/exporter/prometheus.sandbox.test.ts, test/db/{status,load}.test.ts.
 export const SANDBOX = ['test/**/*.test.ts']
 
 const common = { testTimeout: 60_000, hookTimeout: 180_000 }

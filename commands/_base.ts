@@ -1,5 +1,5 @@
 import { Command, Errors, Flags, type Interfaces } from '@oclif/core'
-import { EXIT_CODE_TABLE, ExitCode, LabctlError, UsageError, oneLine, type ExitCodeValue } from '../src/errors.js'
+import { EXIT_CODE_TABLE, ExitCode, LabctlError, UsageError, escapeTerminal, oneLine, type ExitCodeValue } from '../src/errors.js'
 import { loadInventory, type LoadedInventory } from '../src/inventory/load.js'
 import type { Remote } from '../src/ssh/index.js'
 
@@ -102,7 +102,7 @@ export abstract class LabctlCommand<T> extends Command {
 
   /** Progress and notes: stderr, never stdout; silent under --json. */
   protected note(message: string): void {
-    if (!this.jsonEnabled()) process.stderr.write(`${message}\n`)
+    if (!this.jsonEnabled()) process.stderr.write(`${escapeTerminal(message)}\n`)
   }
 
   /** Checks ran and something failed: exit 3 after the result is printed. */
@@ -139,7 +139,7 @@ export abstract class LabctlCommand<T> extends Command {
     } else {
       process.stderr.write(`labctl: error: ${message}\n`)
       if (known) for (const d of err.details) process.stderr.write(`       ${oneLine(d, 1000)}\n`)
-      if (suggestion) process.stderr.write(`  next: ${suggestion}\n`)
+      if (suggestion) process.stderr.write(`  next: ${oneLine(suggestion, 1000)}\n`)
       if (!known && process.env.LABCTL_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`)
     }
     process.exitCode = exit

@@ -1,12 +1,13 @@
 // Text rendering shared by several commands (commands never import each other).
 import type { CheckResult } from '../src/checks/types.js'
+import { escapeTerminal } from '../src/errors.js'
 import type { SandboxStatus } from '../src/sandbox/index.js'
 
 const MARK: Record<CheckResult['status'], string> = { pass: 'ok  ', warn: 'WARN', fail: 'FAIL', skip: 'skip' }
 
 /** One check result as a line (and its `next:` line when it did not pass). */
 export function checkLine(r: CheckResult): string {
-  return `${MARK[r.status]}  ${r.name.padEnd(40)} ${r.detail}${r.status !== 'pass' && r.fix ? `\n      next: ${r.fix}` : ''}`
+  return `${MARK[r.status]}  ${escapeTerminal(r.name).padEnd(40)} ${escapeTerminal(r.detail)}${r.status !== 'pass' && r.fix ? `\n      next: ${escapeTerminal(r.fix)}` : ''}`
 }
 
 /** The sandbox's parts, one line each (sandbox status, sandbox up). */

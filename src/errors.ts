@@ -55,10 +55,22 @@ export class InterruptedError extends LabctlError {
   }
 }
 
-/** One line, no newlines, no control characters: safe to print whatever a peer sent us. */
+// Characters that would steer a terminal or reorder what it shows: C0/C1 controls (ESC sequences, BEL,
+// backspace, CR), DEL, the bidirectional overrides/isolates (Trojan Source) and zero-width marks.
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2069\ufeff]/g
+
+/**
+ * Text from input (files, flags, peers) made safe for a terminal: every control, bidi or zero-width
+ * character is shown as an escape (\u{1b}) instead of acting. Tabs and newlines are kept.
+ */
+export function escapeTerminal(text: string): string {
+  return text.replace(UNSAFE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)
+}
+
+/** One line, no newlines, every control and bidi character escaped: safe to print whatever a peer sent us. */
 export function oneLine(text: string, max = 300): string {
-  // eslint-disable-next-line no-control-regex
-  const flat = text.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim()
+  const flat = escapeTerminal(text.replace(/[\r\n\t]+/g, ' ')).replace(/\s+/g, ' ').trim()
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
 

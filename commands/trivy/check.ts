@@ -1,4 +1,4 @@
-import { renameSync, writeFileSync } from 'node:fs'
+import { checkOutputPath, writeOutputFile } from '../../src/fs/write-output.js'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
@@ -6,6 +6,7 @@ import { selectHosts } from '../../src/inventory/load.js'
 import { hostCheck, toPrometheus, type HostCheck } from '../../src/trivy/check.js'
 import { checkLine } from '../_render.js'
 import { summarize, type CheckResult, type CheckSummary } from '../../src/checks/types.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type CheckCommandResult = { lab: string; ok: boolean; summary: CheckSummary; checks: CheckResult[]; hosts: HostCheck[] }
 
@@ -22,11 +23,12 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
     ...sshFlags,
     since: Flags.string({ summary: 'Journal window for the error counts (journalctl --since syntax).', default: '-1h' }),
     prometheus: Flags.string({ summary: 'Also write metrics in node_exporter textfile format to this file.' }),
-    timeout: Flags.integer({ summary: 'Timeout per host in milliseconds.', default: 30_000, min: 100 }),
+    timeout: Flags.integer({ summary: 'Timeout per host in milliseconds.', default: 30_000, min: 100, max: LIMITS.timeoutMs.max }),
   }
 
   async run(): Promise<CheckCommandResult> {
     const { flags } = await this.parse(TrivyCheck)
+    if (flags.prometheus) checkOutputPath(flags.prometheus, { flag: '--prometheus' })
     const loaded = this.loadInventory(flags)
     const remote = await this.openRemote(flags)
     const hosts = await Promise.all(
@@ -35,8 +37,7 @@ exclusively locked), and panics / errors / invalid-token / 5xx lines in the serv
     const checks = hosts.flatMap((h) => h.checks)
     const summary = summarize(checks)
     if (flags.prometheus) {
-      writeFileSync(`${flags.prometheus}.tmp`, toPrometheus(hosts))
-      renameSync(`${flags.prometheus}.tmp`, flags.prometheus)
+      writeOutputFile(flags.prometheus, toPrometheus(hosts), { flag: '--prometheus' })
     }
     for (const c of checks) this.log(checkLine({ ...c, name: `${c.host} ${c.name}` }))
     this.log(`\n${summary.fail ? 'FAILED' : 'PASSED'}: ${summary.pass} passed, ${summary.fail} failed${summary.warn ? `, ${summary.warn} warnings` : ''}`)

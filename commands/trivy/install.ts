@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs'
+import { writeOutputFile } from '../../src/fs/write-output.js'
 import { resolve } from 'node:path'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
@@ -9,6 +9,7 @@ import { LabctlError, UsageError } from '../../src/errors.js'
 import { writePrivateFile } from '../../src/private-file.js'
 import { installHost, type HostInstallResult } from '../../src/trivy/install.js'
 import { firewallSources, planToken, storeToken } from '../../src/trivy/install-plan.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type InstallCommandResult = {
   lab: string
@@ -50,8 +51,8 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
     upgrade: Flags.boolean({ summary: 'Replace an installed trivy of another version with the pinned one.' }),
     'cloud-init': Flags.string({ summary: 'Render cloud-init user-data (#cloud-config) for a fresh VM into FILE (0600: it holds the token).' }),
     haproxy: Flags.string({ summary: 'Render the HAProxy backend trivy-vm-be and the frontend rule into FILE.' }),
-    wait: Flags.integer({ summary: 'Seconds to wait for /healthz after a (re)start (the first start downloads the DB).', default: 300, min: 1 }),
-    timeout: Flags.integer({ summary: 'Timeout of each remote step in milliseconds.', default: 120_000, min: 1000 }),
+    wait: Flags.integer({ summary: 'Seconds to wait for /healthz after a (re)start (the first start downloads the DB).', default: 300, min: 1, max: LIMITS.waitSeconds.max }),
+    timeout: Flags.integer({ summary: 'Timeout of each remote step in milliseconds.', default: 120_000, min: 1000, max: LIMITS.timeoutMs.max }),
   }
 
   async run(): Promise<InstallCommandResult> {
@@ -84,7 +85,7 @@ trivy-vm-be and the frontend rule for the public name. Both only render: no host
       if (flags.haproxy) {
         const { renderHaproxy } = await import('../../src/trivy/install-render.js')
         const file = resolve(flags.haproxy)
-        writeFileSync(file, renderHaproxy(inv, hosts), { mode: 0o644 })
+        writeOutputFile(file, renderHaproxy(inv, hosts), { flag: '--haproxy' })
         rendered.haproxy = file
         this.log(`wrote ${file}: HAProxy backend trivy-vm-be (${hosts.map((h) => h.name).join(', ')}) and the frontend rule for ${new URL(inv.trivy.publicUrl).hostname}`)
       }

@@ -3,6 +3,7 @@ import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { InterruptedError } from '../../src/errors.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type LogsResult = { hosts: Array<{ host: string; lines: number }> }
 
@@ -13,7 +14,7 @@ export default class TrivyLogs extends LabctlCommand<LogsResult> {
   static override flags = {
     ...sshFlags,
     since: Flags.string({ summary: 'Start time (journalctl --since syntax).' }),
-    lines: Flags.integer({ char: 'n', summary: 'Show the last N lines.', min: 1 }),
+    lines: Flags.integer({ char: 'n', summary: 'Show the last N lines.', min: 1, max: LIMITS.lines.max }),
     follow: Flags.boolean({ char: 'f', summary: 'Keep streaming new lines until Ctrl-C.' }),
   }
 

@@ -3,6 +3,7 @@ import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { resetDb, resetPlan, type ResetDbResult } from '../../src/trivy/reset-db.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type ResetDbCommandResult = { dryRun: boolean; plan: Record<string, string[]>; results: ResetDbResult[] }
 
@@ -20,7 +21,7 @@ downtime. Asks for the host name to be typed back unless --yes. Safe to re-run.`
     purge: Flags.boolean({ summary: 'Delete the DB (trivy clean --vuln-db) instead of moving it aside.' }),
     'scan-cache': Flags.boolean({ summary: 'Also clear the scan cache (trivy clean --scan-cache).' }),
     'dry-run': Flags.boolean({ summary: 'Show the plan and stop.' }),
-    wait: Flags.integer({ summary: 'Seconds to wait for the fresh DB after the start.', default: 300, min: 1 }),
+    wait: Flags.integer({ summary: 'Seconds to wait for the fresh DB after the start.', default: 300, min: 1, max: LIMITS.waitSeconds.max }),
     'token-file': Flags.string({ summary: 'Token for the canary scan: a file, or "-" for stdin.', env: 'LABCTL_TOKEN_FILE' }),
   }
 

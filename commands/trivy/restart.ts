@@ -3,6 +3,7 @@ import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { restartService, type RestartResult } from '../../src/trivy/restart.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type RestartCommandResult = { hosts: RestartResult[] }
 
@@ -10,7 +11,7 @@ export default class TrivyRestart extends LabctlCommand<RestartCommandResult> {
   static override summary = 'Restart the Trivy service and wait until it answers again, directly and through HAProxy.'
   static override description = describe('One host at a time, so a fleet behind HAProxy keeps serving. Asks unless --yes. Safe to re-run.')
   static override examples = ['<%= config.bin %> trivy restart --host trivy-0 --yes']
-  static override flags = { ...sshFlags, wait: Flags.integer({ summary: 'Seconds to wait for /healthz after the restart.', default: 120, min: 1 }) }
+  static override flags = { ...sshFlags, wait: Flags.integer({ summary: 'Seconds to wait for /healthz after the restart.', default: 120, min: 1, max: LIMITS.waitSeconds.max }) }
 
   async run(): Promise<RestartCommandResult> {
     const { flags } = await this.parse(TrivyRestart)

@@ -4,6 +4,7 @@ import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { UsageError } from '../../src/errors.js'
 import { readJournal, rollbackRotation, rotateToken, rotationPlan, type Journal } from '../../src/trivy/rotate.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type RotateTokenResult = { action: 'rotate' | 'resume' | 'rollback' | 'status' | 'dry-run'; plan?: string[]; journal?: Journal | null }
 
@@ -32,8 +33,8 @@ stops for --resume with --no-rollback. The journal (rotation.json) holds fingerp
     'no-rollback': Flags.boolean({ summary: 'On failure, stop instead of rolling back (finish with --resume).' }),
     create: Flags.boolean({ summary: 'Create the Jenkins credential when it does not exist.' }),
     'token-file': Flags.string({ summary: 'Take the new token from this file, or "-" for stdin (default: generate).' }),
-    'jenkins-timeout': Flags.integer({ summary: 'Timeout of the Jenkins update in milliseconds.', default: 15_000, min: 100 }),
-    'health-timeout': Flags.integer({ summary: 'How long to wait for /healthz after a restart, in milliseconds.', default: 60_000, min: 100 }),
+    'jenkins-timeout': Flags.integer({ summary: 'Timeout of the Jenkins update in milliseconds.', default: 15_000, min: 100, max: LIMITS.timeoutMs.max }),
+    'health-timeout': Flags.integer({ summary: 'How long to wait for /healthz after a restart, in milliseconds.', default: 60_000, min: 100, max: LIMITS.timeoutMs.max }),
   }
 
   async run(): Promise<RotateTokenResult> {

@@ -3,6 +3,7 @@ import { LabctlCommand, describe } from '../_base.js'
 import { sshFlags } from '../_flags.js'
 import { selectHosts } from '../../src/inventory/load.js'
 import { hostStatus, type HostStatus } from '../../src/trivy/remote.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 export type StatusResult = { lab: string; ok: boolean; hosts: HostStatus[] }
 
@@ -12,7 +13,7 @@ export default class TrivyStatus extends LabctlCommand<StatusResult> {
   static override summary = 'Show the Trivy service on each scanner host: unit state, PID, uptime, restarts, listener, installed vs pinned and running version.'
   static override description = describe('Reads `systemctl show`, `trivy --version` and `ss` over one SSH connection per host, and /version over HTTP. Exit 3 when a host is not healthy.')
   static override examples = ['<%= config.bin %> trivy status --lab sandbox', '<%= config.bin %> trivy status --host trivy-0 --json']
-  static override flags = { ...sshFlags, timeout: Flags.integer({ summary: 'Timeout per step in milliseconds.', default: 15_000, min: 100 }) }
+  static override flags = { ...sshFlags, timeout: Flags.integer({ summary: 'Timeout per step in milliseconds.', default: 15_000, min: 100, max: LIMITS.timeoutMs.max }) }
 
   async run(): Promise<StatusResult> {
     const { flags } = await this.parse(TrivyStatus)

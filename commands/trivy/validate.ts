@@ -1,12 +1,13 @@
-import { writeFileSync } from 'node:fs'
+import { checkOutputPath, writeOutputFile } from '../../src/fs/write-output.js'
 import { Flags } from '@oclif/core'
 import { LabctlCommand, describe } from '../_base.js'
 import { hostFlag } from '../_flags.js'
 import { checkLine } from '../_render.js'
 import { selectHosts } from '../../src/inventory/load.js'
-import { UsageError } from '../../src/errors.js'
+import { UsageError, escapeTerminal } from '../../src/errors.js'
 import { CHECK_NAMES, runValidate, type CheckName, type ValidateResult } from '../../src/trivy/validate.js'
 import type { CheckResult, CheckSpec } from '../../src/checks/types.js'
+import { LIMITS } from '../../src/inventory/schema.js'
 
 const checkList = (v: string[] | undefined): CheckName[] | undefined => {
   if (!v) return undefined
@@ -48,12 +49,13 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
     gate: Flags.string({ summary: 'Severities that fail the --image check.', default: 'HIGH,CRITICAL' }),
     junit: Flags.string({ summary: 'Write a JUnit XML report here (for Jenkins).' }),
     insecure: Flags.boolean({ summary: 'Allow sending the token over plain HTTP to a non-loopback host.' }),
-    timeout: Flags.integer({ summary: 'Per-check timeout in milliseconds.', default: 10_000, min: 100 }),
-    'scan-timeout': Flags.integer({ summary: 'Timeout of the canary and image scans in milliseconds.', default: 60_000, min: 100 }),
+    timeout: Flags.integer({ summary: 'Per-check timeout in milliseconds.', default: 10_000, min: 100, max: LIMITS.timeoutMs.max }),
+    'scan-timeout': Flags.integer({ summary: 'Timeout of the canary and image scans in milliseconds.', default: 60_000, min: 100, max: LIMITS.timeoutMs.max }),
   }
 
   async run(): Promise<ValidateResult> {
     const { flags } = await this.parse(TrivyValidate)
+    if (flags.junit) checkOutputPath(flags.junit, { flag: '--junit' })
     const loaded = this.loadInventory(flags)
     const hosts = selectHosts(loaded.inventory, flags.host)
     const only = checkList(flags.only)
@@ -73,7 +75,7 @@ The token comes from the secrets dir, TRIVY_TOKEN, or --token-file PATH|- (stdin
     const live = !this.jsonEnabled() && process.stderr.isTTY && !process.env.CI
     const result = live ? await this.runLive(opts) : await runValidate(opts)
     for (const w of result.warnings) this.warn(w)
-    if (flags.junit) writeFileSync(flags.junit, (await import('../../src/report/junit.js')).toJUnit('labctl.trivy.validate', result.checks))
+    if (flags.junit) writeOutputFile(flags.junit, (await import('../../src/report/junit.js')).toJUnit('labctl.trivy.validate', result.checks), { flag: '--junit' })
     if (!this.jsonEnabled()) {
       for (const r of result.checks) this.log(checkLine(r))
       const s = result.summary

@@ -1,7 +1,9 @@
-import { readFileSync, statSync } from 'node:fs'
+import { describeReadError, FileReadError, readBoundedText } from '../fs/read-bounded.js'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { LineCounter, parseDocument, type Document } from 'yaml'
-import { keyPath, locate } from '../yaml-locate.js'
+import { createLocator, duplicateKeys, keyPath, MAX_LISTED_PROBLEMS, problemDetails, toJsBounded, YamlAliasBombError } from '../yaml-locate.js'
+
+export { MAX_LISTED_PROBLEMS }
 import type { z } from 'zod'
 import { UsageError } from '../errors.js'
 import { labsDir, xdgDir } from '../paths.js'
@@ -29,71 +31,95 @@ export function resolveInventoryPath(sel: Selection): InventorySource {
 export type InventoryProblem = { file: string; line: number; column: number; key: string; message: string }
 
 export class InventoryError extends UsageError {
+  /** The problems found, sorted by position (at most MAX_KEPT_PROBLEMS; `total` counts them all). */
   readonly problems: InventoryProblem[]
-  constructor(problems: InventoryProblem[], suggestion: string) {
+  readonly total: number
+  constructor(problems: InventoryProblem[], suggestion: string, total = problems.length) {
     const first = problems[0]!
-    const more = problems.length > 1 ? ` (+${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : ''
+    const more = total > 1 ? ` (+${total - 1} more problem${total > 2 ? 's' : ''})` : ''
     super(`${first.file}:${first.line}:${first.column}: ${first.key ? `${first.key}: ` : ''}${first.message}${more}`, {
       code: 'BAD_INVENTORY',
       suggestion,
     })
     this.problems = problems
-    this.details = problems.slice(1).map((p) => `${p.file}:${p.line}:${p.column}: ${p.key ? `${p.key}: ` : ''}${p.message}`)
+    this.total = total
+    this.details = problemDetails(
+      problems.slice(0, MAX_LISTED_PROBLEMS).map((p) => `${p.file}:${p.line}:${p.column}: ${p.key ? `${p.key}: ` : ''}${p.message}`),
+      total,
+    )
   }
 }
+
+/** Problems kept in memory (and in --json); the count covers the rest. */
+const MAX_KEPT_PROBLEMS = 1000
 
 const FIX_HINT = 'fix the inventory (see README "Inventory reference"; schema/inventory.schema.json helps in editors), then run `labctl config validate`'
 
+function fail(problems: InventoryProblem[]): never {
+  problems.sort((a, b) => a.line - b.line || a.column - b.column)
+  throw new InventoryError(problems.slice(0, MAX_KEPT_PROBLEMS), FIX_HINT, problems.length)
+}
+
 export function parseInventory(text: string, file: string): Inventory {
   const lc = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
-  if (doc.errors.length > 0) {
-    const problems = doc.errors.map((e) => {
-      const pos = lc.linePos(e.pos[0])
-      return { file, line: pos.line, column: pos.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` }
-    })
-    throw new InventoryError(problems, FIX_HINT)
+  // uniqueKeys is checked below in linear time (yaml's own check is quadratic in the number of keys).
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false })
+  const at = (offset: number): { line: number; column: number } => {
+    const pos = lc.linePos(offset)
+    return { line: pos.line, column: pos.col }
   }
-  const data: unknown = doc.toJS()
+  if (doc.errors.length > 0) {
+    fail(doc.errors.map((e) => ({ file, ...at(e.pos[0]), key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` })))
+  }
+  const dups = duplicateKeys(doc)
+  if (dups.length > 0) fail(dups.map((d) => ({ file, ...at(d.offset), key: '', message: `YAML: map keys must be unique ("${d.key}" is repeated)` })))
+  let data: unknown
+  try {
+    data = toJsBounded(doc)
+  } catch (err) {
+    if (err instanceof YamlAliasBombError) fail([{ file, line: 1, column: 1, key: '', message: err.message }])
+    throw err
+  }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    throw new InventoryError([{ file, line: 1, column: 1, key: '', message: 'the inventory must be a YAML mapping (key: value)' }], FIX_HINT)
+    fail([{ file, line: 1, column: 1, key: '', message: 'the inventory must be a YAML mapping (key: value)' }])
   }
   const parsed = InventorySchema.safeParse(data)
   if (parsed.success) return parsed.data
-  throw new InventoryError(issuesToProblems(parsed.error.issues, doc, lc, file), FIX_HINT)
+  fail(issuesToProblems(parsed.error.issues, doc, lc, file))
 }
 
 function issuesToProblems(issues: z.core.$ZodIssue[], doc: Document, lc: LineCounter, file: string): InventoryProblem[] {
+  const locate = createLocator(doc, lc)
   const problems: InventoryProblem[] = []
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
       for (const k of issue.keys) {
-        const pos = locate(doc, issue.path, lc, k)
+        const pos = locate(issue.path, k)
         problems.push({ file, ...pos, key: keyPath([...issue.path, k]), message: 'unknown key' })
       }
       continue
     }
-    const pos = locate(doc, issue.path, lc)
+    const pos = locate(issue.path)
     let message = issue.message
     if (issue.code === 'invalid_type') {
       message = doc.hasIn(issue.path as unknown[]) ? `wrong type: expected ${issue.expected}` : `required key is missing (expected ${issue.expected})`
     }
     problems.push({ file, ...pos, key: keyPath(issue.path), message })
   }
-  return problems.sort((a, b) => a.line - b.line || a.column - b.column)
+  return problems
 }
 
 export function loadInventory(sel: Selection): LoadedInventory {
   const src = resolveInventoryPath(sel)
   let text: string
   try {
-    if (statSync(src.path).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' })
-    text = readFileSync(src.path, 'utf8')
+    text = readBoundedText(src.path, 'inventory')
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err)
-    const hint =
-      src.how === 'lab'
+    const why = describeReadError(err)
+    const missing = !(err instanceof FileReadError) || err.reason === 'ENOENT'
+    const hint = !missing
+      ? (err as FileReadError).suggestion!
+      : src.how === 'lab'
         ? `create ${src.path} (copy examples/comptech-lab.yaml), or run \`labctl sandbox up\` for the "sandbox" lab`
         : src.how === 'default'
           ? `pass --lab NAME or --config PATH (or set LABCTL_CONFIG), or create ${src.path} from examples/comptech-lab.yaml`

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { gunzipSync } from 'node:zlib'
 import { Agent, request, type Dispatcher } from 'undici'
 import { LabctlError, oneLine } from '../errors.js'
 import { resolveName } from './dns.js'
+import { readBoundedText } from '../fs/read-bounded.js'
 
 export type LabHttpOptions = {
   /** Lab DNS servers: names are resolved there first, then by the system resolver. */
@@ -19,7 +19,7 @@ export type LabHttpOptions = {
  * whose resolver does not know the lab (or the sandbox) still reaches the right address.
  */
 export function labAgent(opts: LabHttpOptions): Agent {
-  const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined
+  const ca = opts.caFile ? readBoundedText(opts.caFile, 'ca-bundle') : undefined
   const servers = opts.dnsServers ?? []
   return new Agent({
     connectTimeout: opts.connectTimeoutMs ?? 5000,
@@ -86,8 +86,12 @@ export async function httpRequest(
   if (String(res.headers['content-encoding'] ?? '').includes('gzip')) {
     try {
       raw = gunzipSync(raw, { maxOutputLength: max })
-    } catch {
-      /* leave as sent; the caller reports an unreadable body */
+    } catch (err) {
+      // A gzip bomb: say what bounded it (the decompressed size), not the few compressed bytes sent.
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+        throw new LabctlError(`response from ${new URL(url).host} decompresses to more than ${max} bytes (${raw.length} bytes of gzip sent): refused`, { code: 'HTTP_BODY_TOO_LARGE' })
+      }
+      /* otherwise leave as sent; the caller reports an unreadable body */
     }
   }
   return { status: res.statusCode, headers: res.headers, body: raw.toString('utf8'), durationMs: performance.now() - started }

@@ -1,8 +1,7 @@
 // Reads a runbook file and rejects what is wrong with it as FILE:LINE:COL: KEY: what is wrong, the way
 // the inventory loader does (the yaml library's LineCounter maps a schema path back to its line).
-import { keyPath, locate } from '../yaml-locate.js'
+import { createLocator, duplicateKeys, keyPath, MAX_LISTED_PROBLEMS, problemDetails } from '../yaml-locate.js'
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { basename, extname } from 'node:path'
 import { isScalar, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
@@ -11,6 +10,7 @@ import { splitCommand } from './argv.js'
 import { patternProblem } from './pattern.js'
 import { readOnlyProblem } from './readonly.js'
 import { RunbookSchema, STEP_TYPES, type Condition, type LoadedRunbook, type Runbook } from './schema.js'
+import { describeReadError, readBoundedText } from '../fs/read-bounded.js'
 
 export type RunbookProblem = { file: string; line: number; column: number; key: string; message: string }
 
@@ -26,7 +26,7 @@ export class RunbookError extends UsageError {
     const more = problems.length > 1 ? ` (+${problems.length - 1} more problem${problems.length > 2 ? 's' : ''})` : ''
     super(`${fmt(first)}${more}`, { code: 'BAD_RUNBOOK', suggestion })
     this.problems = problems
-    this.details = problems.slice(1).map(fmt)
+    this.details = problemDetails(problems.slice(0, MAX_LISTED_PROBLEMS).map(fmt), problems.length)
   }
 }
 
@@ -66,10 +66,12 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document): { message: strin
 /** Parses and checks one runbook document; throws a RunbookError listing every problem. */
 export function parseRunbook(text: string, file: string): Runbook {
   const lc = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true })
+  // uniqueKeys is checked in linear time below (yaml's own check is quadratic in the number of keys).
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false })
+  const loc = createLocator(doc, lc)
   const problem = (path: PropertyKey[], message: string, extraKey?: string, atValue = true): RunbookProblem => ({
     file,
-    ...locate(doc, path, lc, extraKey, atValue),
+    ...loc(path, extraKey, atValue),
     key: keyPath(extraKey === undefined ? path : [...path, extraKey]),
     message,
   })
@@ -80,6 +82,10 @@ export function parseRunbook(text: string, file: string): Runbook {
         return { file, line: pos.line, column: pos.col, key: '', message: `YAML syntax: ${e.message.split('\n')[0]}` }
       }),
     )
+  }
+  const dups = duplicateKeys(doc)
+  if (dups.length > 0) {
+    throw new RunbookError(dups.map((d) => ({ file, ...(({ line, col }) => ({ line, column: col }))(lc.linePos(d.offset)), key: '', message: `YAML: map keys must be unique ("${d.key}" is repeated)` })))
   }
   let data: unknown
   try {
@@ -225,10 +231,10 @@ function checkPatterns(rb: Runbook, at: (path: PropertyKey[], message: string, i
 export function loadRunbookFile(file: string, source: LoadedRunbook['source']): LoadedRunbook {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readBoundedText(file, 'runbook')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    throw new RunbookError([{ file, line: 0, column: 0, key: '', message: `cannot read the runbook: ${code === 'ENOENT' ? 'no such file' : String(code ?? err)}` }], 'check the path, or see `labctl runbook list`')
+    throw new RunbookError([{ file, line: 0, column: 0, key: '', message: `cannot read the runbook: ${code === 'ENOENT' ? 'no such file' : describeReadError(err)}` }], 'check the path, or see `labctl runbook list`')
   }
   return { runbook: parseRunbook(text, file), file, sha256: createHash('sha256').update(text).digest('hex'), source }
 }

@@ -1,7 +1,8 @@
 // One state file per run, $XDG_STATE_HOME/labctl/runbooks/RUN-ID/state.json, rewritten (atomically)
 // before and after every step: an interrupted or failed run can be resumed where it stopped.
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, readdirSync } from 'node:fs'
+import { readBoundedText } from '../fs/read-bounded.js'
 import { join } from 'node:path'
 import { errorMessage, LabctlError } from '../errors.js'
 import { xdgDir } from '../paths.js'
@@ -118,7 +119,7 @@ export function saveState(root: string, state: RunState): string {
 
 export function readState(path: string): RunState | undefined {
   try {
-    const s = JSON.parse(readFileSync(path, 'utf8')) as RunState
+    const s = JSON.parse(readBoundedText(path, 'state')) as RunState
     return s && s.version === 1 && typeof s.runId === 'string' ? s : undefined
   } catch {
     return undefined

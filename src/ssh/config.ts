@@ -2,10 +2,11 @@
 // ProxyJump, UserKnownHostsFile), with OpenSSH's rules: the first value obtained for a keyword wins,
 // IdentityFile accumulates, `Host` patterns take `*`, `?` and `!negation`. `Match` blocks other than
 // `Match all` are not evaluated (their settings are ignored).
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
+import { existsSync, readdirSync } from 'node:fs'
 import { userInfo } from 'node:os'
 import { basename, dirname, isAbsolute, join } from 'node:path'
 import { LabctlError } from '../errors.js'
+import { describeReadError, readBoundedText } from '../fs/read-bounded.js'
 
 type Directive = { keyword: string; args: string[]; file: string; line: number }
 
@@ -123,9 +124,9 @@ export class SshConfig {
 function readDirectives(file: string, home: string, depth: number): Directive[] {
   let text: string
   try {
-    text = readFileSync(file, 'utf8')
+    text = readBoundedText(file, 'ssh-config')
   } catch (err) {
-    throw new LabctlError(`cannot read SSH config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+    throw new LabctlError(`cannot read SSH config ${file}: ${describeReadError(err)}`, {
       code: 'SSH_CONFIG',
       suggestion: 'fix its permissions, or point labctl elsewhere',
       cause: err,

@@ -1,13 +1,14 @@
 // Connect: one SSH handshake to a resolved target (directly or through a jump host's forwarded
 // channel), the host key verified against known_hosts, public-key authentication (explicit key,
 // ssh-agent, then ~/.ssh/config's / the default identity files).
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import type { Client, ClientChannel, SFTPWrapper } from 'ssh2'
 import { LabctlError, oneLine } from '../errors.js'
 import { connectError, hostKeyChangedError, hostKeyRevokedError, hostKeyUnknownError, type SshErrorContext } from './failures.js'
 import { appendKnownHost, hostKeyInfo, lookupKnownHosts, preferredHostKeyAlgorithms, verifyHostKey } from './known-hosts.js'
 import type { IdentityFile, ResolvedTarget } from './target.js'
+import { describeReadError, readBounded } from '../fs/read-bounded.js'
 
 export type { Client } from 'ssh2'
 
@@ -256,11 +257,10 @@ function authMethods(r: ResolvedTarget, parseKey: typeof import('ssh2').utils.pa
   const keyMethod = (f: IdentityFile): void => {
     let buf: Buffer
     try {
-      buf = readFileSync(f.path)
+      buf = readBounded(f.path, 'ssh-key')
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code
       if (f.explicit) {
-        throw new LabctlError(`identity file ${f.path} for ${r.label} cannot be read (${code ?? String(err)})`, {
+        throw new LabctlError(`identity file ${f.path} for ${r.label} cannot be read (${describeReadError(err)})`, {
           code: 'SSH_IDENTITY',
           suggestion: 'fix ssh.identityFile in the inventory (a private key file readable by you)',
           cause: err,

@@ -2,8 +2,9 @@
 // `!negation`, `[host]:port`), hashed entries (`|1|salt|hmac`) and the @revoked marker are understood;
 // @cert-authority lines are skipped (labctl does not do host certificates).
 import { createHash, createHmac, randomBytes } from 'node:crypto'
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { FileReadError, readBounded, readBoundedText } from '../fs/read-bounded.js'
 
 export type HostKeyInfo = {
   /** Key type as in known_hosts: ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa, … */
@@ -99,8 +100,9 @@ export function lookupKnownHosts(files: readonly string[], names: readonly strin
   for (const file of files) {
     let text: string
     try {
-      text = readFileSync(file, 'utf8')
-    } catch {
+      text = readBoundedText(file, 'known-hosts')
+    } catch (err) {
+      if (err instanceof FileReadError && err.reason !== 'ENOENT') throw err
       continue
     }
     text.split('\n').forEach((rawLine, i) => {
@@ -172,7 +174,7 @@ export function appendKnownHost(file: string, names: readonly string[], blob: Bu
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
   let prefix = ''
   if (existsSync(file) && statSync(file).size > 0) {
-    const text = readFileSync(file)
+    const text = readBounded(file, 'known-hosts')
     if (text[text.length - 1] !== 0x0a) prefix = '\n'
   }
   const fd = openSync(file, 'a', 0o600)

@@ -32,6 +32,7 @@ export function describeAnswer(res: HttpResult, secrets: string[] = []): string 
   const type = String(res.headers['content-type'] ?? '')
   const body = bodyText(res)
   if (res.status === 503 && /<html|no server is available/i.test(body)) return 'backend down: HAProxy answered 503 (no healthy Trivy server behind it)'
+  if (res.status >= 300 && res.status < 400) return `HTTP ${res.status} redirect to ${oneLine(redactText(String(res.headers.location ?? '(no Location header)'), secrets), 200)} (labctl does not follow redirects: point the URL at the final address)`
   if (res.status === 502 || res.status === 504) return `backend error: the edge answered ${res.status} (Trivy did not answer HAProxy in time or reset the connection)`
   // Everything taken from the answer (a title, a body) may echo the request: redacted, then shortened.
   const title = /<title>([^<]*)<\/title>/i.exec(body)?.[1]

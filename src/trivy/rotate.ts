@@ -1,7 +1,8 @@
 // Token rotation as a journaled, resumable, verified procedure across the three places that hold the
 // token: the server's EnvironmentFile, the Jenkins Secret Text credential, and the workstation's secrets
 // dir. The journal records fingerprints, never the token; the token moves through SFTP and HTTP bodies.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs'
+import { describeReadError, readBoundedText } from '../fs/read-bounded.js'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -61,7 +62,7 @@ export function readJournal(loaded: LoadedInventory): Journal | undefined {
   const p = secretsPaths(loaded).journal
   if (!existsSync(p)) return undefined
   try {
-    return JSON.parse(readFileSync(p, 'utf8')) as Journal
+    return JSON.parse(readBoundedText(p, 'state')) as Journal
   } catch (err) {
     throw new LabctlError(`the rotation journal ${p} is not readable JSON (${oneLine(errorMessage(err), 120)})`, {
       code: 'BAD_JOURNAL',
@@ -97,7 +98,7 @@ export async function checkSecretsDir(dir: string): Promise<void> {
 
 function newToken(o: RotateOptions): string {
   if (!o.tokenFile) return generateToken()
-  const raw = o.tokenFile === '-' ? (o.readStdin ?? (() => readFileSync(0, 'utf8')))() : readFileSync(o.tokenFile, 'utf8')
+  const raw = o.tokenFile === '-' ? (o.readStdin ?? (() => readBoundedText(0, 'token')))() : readBoundedText(o.tokenFile, 'token')
   const t = raw.trim()
   if (t.length < 32 || !/^[A-Za-z0-9._~-]+$/.test(t)) {
     throw new UsageError('the new token must be at least 32 URL-safe characters (letters, digits, . _ ~ -) on one line', { suggestion: 'omit --token-file to let labctl generate one' })
@@ -111,9 +112,9 @@ function jenkinsApiToken(loaded: LoadedInventory): string | undefined {
   if (!j?.apiTokenFile) return undefined
   const p = inventoryPath(loaded, j.apiTokenFile)
   try {
-    return readFileSync(p, 'utf8').trim()
-  } catch {
-    throw new LabctlError(`cannot read the Jenkins API token file ${p}`, { code: 'NO_JENKINS_TOKEN', suggestion: 'create it (mode 0600) or set LABCTL_JENKINS_API_TOKEN' })
+    return readBoundedText(p, 'jenkins-api-token').trim()
+  } catch (err) {
+    throw new LabctlError(`cannot read the Jenkins API token file ${p}: ${describeReadError(err)}`, { code: 'NO_JENKINS_TOKEN', suggestion: 'create it (mode 0600) or set LABCTL_JENKINS_API_TOKEN' })
   }
 }
 

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs'
 import { checkServerIdentity, connect, type PeerCertificate } from 'node:tls'
+import { readBoundedText } from '../fs/read-bounded.js'
 
 export type TlsInfo = {
   authorized: boolean
@@ -15,7 +15,7 @@ export type TlsInfo = {
 
 /** Connects to ADDRESS:PORT presenting NAME (SNI) and reads the chain verdict, name match and expiry. */
 export function inspectTls(opts: { address: string; port: number; servername: string; caFile?: string | undefined; timeoutMs: number }): Promise<TlsInfo> {
-  const ca = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined
+  const ca = opts.caFile ? readBoundedText(opts.caFile, 'ca-bundle') : undefined
   return new Promise((resolve, reject) => {
     const sock = connect({ host: opts.address, port: opts.port, servername: opts.servername, rejectUnauthorized: false, ...(ca ? { ca } : {}) })
     sock.setTimeout(opts.timeoutMs, () =>

@@ -1,6 +1,7 @@
 // The token module: every place labctl makes, identifies, reads or writes the scanner token uses these.
 import { createHash, randomBytes } from 'node:crypto'
-import { readFileSync, statSync } from 'node:fs'
+import { statSync } from 'node:fs'
+import { FileReadError, readBoundedText } from '../fs/read-bounded.js'
 import { join } from 'node:path'
 import { LabctlError } from '../errors.js'
 
@@ -23,6 +24,8 @@ export function checkTokenText(raw: string, from: string): string {
   const token = raw.trim()
   if (!token) throw new LabctlError(`the token from ${from} is empty`, { code: 'NO_TOKEN', suggestion: 'write the token into it (one line)' })
   if (token.includes('\0')) throw new LabctlError(`the token from ${from} contains a NUL byte`, { code: 'BAD_TOKEN', suggestion: 'write the token as one line of text' })
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(token)) throw new LabctlError(`the token from ${from} contains control characters`, { code: 'BAD_TOKEN', suggestion: 'write the token as one line of printable text' })
   if (/[\r\n]/.test(token)) throw new LabctlError(`the token from ${from} has more than one line`, { code: 'BAD_TOKEN', suggestion: 'the token must be a single line' })
   if (/\s/.test(token)) throw new LabctlError(`the token from ${from} contains whitespace`, { code: 'BAD_TOKEN', suggestion: 'the token must be a single word on one line' })
   return token
@@ -31,7 +34,7 @@ export function checkTokenText(raw: string, from: string): string {
 /** A token file: its one-line token, and a warning when its mode lets others read it. Errors as they come (ENOENT, …). */
 export function readTokenFile(path: string): { token: string; warnings: string[] } {
   const warning = modeWarning(path)
-  return { token: checkTokenText(readFileSync(path, 'utf8'), path), warnings: warning ? [warning] : [] }
+  return { token: checkTokenText(readBoundedText(path, 'token'), path), warnings: warning ? [warning] : [] }
 }
 
 /**
@@ -45,13 +48,13 @@ export function loadToken(opts: { tokenFile?: string | undefined; secretsDir: st
   let from: string
   try {
     if (opts.tokenFile === '-') {
-      raw = (opts.readStdin ?? (() => readFileSync(0, 'utf8')))()
+      raw = (opts.readStdin ?? (() => readBoundedText(0, 'token')))()
       from = 'stdin'
     } else if (opts.tokenFile) {
       from = opts.tokenFile
       const w = modeWarning(from)
       if (w) warnings.push(w)
-      raw = readFileSync(from, 'utf8')
+      raw = readBoundedText(from, 'token')
     } else if (env.TRIVY_TOKEN) {
       raw = env.TRIVY_TOKEN
       from = 'TRIVY_TOKEN'
@@ -59,14 +62,16 @@ export function loadToken(opts: { tokenFile?: string | undefined; secretsDir: st
       from = join(opts.secretsDir, 'token')
       const w = modeWarning(from)
       if (w) warnings.push(w)
-      raw = readFileSync(from, 'utf8')
+      raw = readBoundedText(from, 'token')
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
+    // Too large, a device, a silent FIFO: the bounded reader's own message (exit 2, names the file).
+    if (err instanceof FileReadError && err.reason !== 'ENOENT') throw err
+    const code = err instanceof FileReadError ? err.reason : (err as NodeJS.ErrnoException).code
     const path = opts.tokenFile && opts.tokenFile !== '-' ? opts.tokenFile : join(opts.secretsDir, 'token')
     throw new LabctlError(`no scanner token: ${code === 'ENOENT' ? `${path} does not exist` : `cannot read ${path} (${code ?? 'error'})`}`, {
       code: 'NO_TOKEN',
-      suggestion: `put it in ${join(opts.secretsDir, 'token')} (mode 0600), set TRIVY_TOKEN, or pass --token-file PATH (or - for stdin)`,
+      suggestion: opts.tokenFile ? `check the --token-file path (${opts.tokenFile}), or pass - to read the token from stdin` : `put it in ${join(opts.secretsDir, 'token')} (mode 0600), set TRIVY_TOKEN, or pass --token-file PATH (or - for stdin)`,
     })
   }
   return { token: checkTokenText(raw, from), from, warnings }

@@ -130,12 +130,17 @@ export function planChecks(opts: ValidateOptions): {
         host: n.host,
         timeoutMs: inv.dns.timeoutMs * (dnsServers.length + 1) * 3,
         run: async () => {
-          const a = await resolveName(n.name, dnsServers, inv.dns.timeoutMs)
+          // Every server is asked at once; one that gives no usable answer is a warning naming it.
+          const a = await resolveName(n.name, dnsServers, inv.dns.timeoutMs, { waitAll: true })
           const fixDns = `check the record for ${n.name} on ${dnsServers.join(', ')}, or run \`${RUNBOOK('dns-record-wrong')}\``
+          const others = a.warnings?.length ? `; ${a.warnings.join('; ')}` : ''
           switch (a.status) {
             case 'ok':
-              if (n.expect && !a.addresses.includes(n.expect)) return fail(`${n.name} resolves to ${a.addresses.join(', ')}, expected ${n.expect}`, fixDns)
+              if (n.expect && !a.addresses.includes(n.expect)) return fail(`${n.name} resolves to ${a.addresses.join(', ')}, expected ${n.expect}${others}`, fixDns)
+              if (others) return warn(`${a.detail} (from ${a.server})${others}`, `check the DNS servers named above, or remove them from dns.servers`)
               return pass(a.detail)
+            case 'mismatch':
+              return fail(`DNS answer does not match the question: ${a.detail}${others}`, `check the DNS server ${a.server}: something answers with records for other names or other queries (a misconfigured forwarder or a spoofer)`)
             case 'nxdomain':
               return fail(`${n.name} does not exist (NXDOMAIN)`, fixDns)
             case 'nodata':
@@ -145,7 +150,7 @@ export function planChecks(opts: ValidateOptions): {
             case 'refused':
               return fail(`DNS server refused the query for ${n.name}: ${a.detail}`, `check that ${a.server} serves the lab zone to this machine`)
             case 'timeout':
-              return fail(`DNS timeout: ${a.detail}`, `check that the lab DNS server ${dnsServers.join(', ')} is up and reachable`)
+              return fail(`DNS timeout: ${a.detail}${others}`, `check that the lab DNS server ${dnsServers.join(', ')} is up and reachable`)
             default:
               return fail(a.detail, `check dns.servers in the inventory`)
           }
@@ -242,6 +247,8 @@ export function planChecks(opts: ValidateOptions): {
           const ageH = (Date.now() - updated.getTime()) / 3_600_000
           const detail = `UpdatedAt ${db.UpdatedAt} (${ageH.toFixed(1)} h ago), NextUpdate ${db.NextUpdate ?? '-'}, DownloadedAt ${db.DownloadedAt ?? '-'}`
           if (Number.isNaN(ageH)) return fail(`unreadable UpdatedAt "${db.UpdatedAt}"`, 'reset the DB')
+          // A DB from the future is not fresh: a wrong clock (server or DB build) or a forged /version. 1 h of skew is tolerated.
+          if (ageH < -1) return fail(`DB UpdatedAt ${db.UpdatedAt} is ${(-ageH).toFixed(1)} h in the future`, 'check the clocks of the server and this machine (timedatectl), then reset the DB if it persists')
           if (ageH > inv.thresholds.dbFreshnessHours) {
             return fail(`DB is stale: ${detail}; SLA ${inv.thresholds.dbFreshnessHours} h`, `check the server's DB updates (mirror reachable?) and run \`${RUNBOOK('db-stale')}\``)
           }

@@ -150,7 +150,7 @@ describe('endpoint and wait-until-healthy', () => {
   })
 
   it('a host is reached directly when it has a debug URL, else through the edge', () => {
-    const loaded = inventory('https://trivy.apps.lab.test', 'http://10.0.0.5:4954/some/path')
+    const loaded = inventory('https://trivy.apps.lab.test', 'http://10.0.0.5:4954/') // a path is refused by the schema (test/hostile)
     const h = loaded.inventory.trivy.hosts[0]!
     expect(directBase(h)).toBe('http://10.0.0.5:4954')
     expect(hostBase(loaded.inventory, h)).toBe('http://10.0.0.5:4954')
