@@ -26,7 +26,8 @@ const env = { ...process.env, XDG_CONFIG_HOME: join(tmp, 'config'), LABCTL_SANDB
 let target
 let sshd
 try {
-  const up = spawnSync(labctl, ['sandbox', 'up', '--json'], { env, encoding: 'utf8', timeout: 600_000 })
+  // The loopback sandbox: the bare ssh baseline below connects to 127.0.0.1.
+  const up = spawnSync(labctl, ['sandbox', 'up', '--loopback', '--json'], { env, encoding: 'utf8', timeout: 600_000 })
   const res = JSON.parse(up.stdout || '{}')
   if (up.status === 0 && res.inventory) {
     target = { what: 'the sandbox host trivy-0 (non-root login, sudo -n)', inventory: res.inventory, labArgs: ['--lab', 'sandbox'], checkStatus: 0 }

@@ -49,7 +49,8 @@ try {
   for (const [what, path] of [['trivy', trivy], ['labfixtures', labfixtures]]) {
     if (!existsSync(path)) throw new Error(`${what} not found at ${path}: run ./scripts/build-tools.sh`)
   }
-  const up = JSON.parse(run(labctl, ['sandbox', 'up', '--json']))
+  // The loopback sandbox: the seed's script below addresses its parts on 127.0.0.1.
+  const up = JSON.parse(run(labctl, ['sandbox', 'up', '--loopback', '--json']))
   const inv = readFileSync(up.inventory, 'utf8')
   const dnsPort = /servers:\n\s+- 127\.0\.0\.1:(\d+)/.exec(inv)[1]
   const pub = new URL(/publicUrl: (\S+)/.exec(inv)[1])

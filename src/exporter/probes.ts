@@ -7,6 +7,7 @@ import { LabctlError, oneLine } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
+import { plainHttpRefusal } from '../net/plain-http.js'
 import { describeNetError, labAgent } from '../net/http.js'
 import { HttpAnswerError, canaryScan, getHealthz, getVersion, unauthenticatedScanStatus } from '../trivy/api.js'
 import { hostCheck } from '../trivy/check.js'
@@ -34,8 +35,6 @@ export type ProbeOptions = {
   /** Trust unknown SSH host keys on first contact. */
   acceptNewHostKey?: boolean
 }
-
-const isLoopback = (address: string): boolean => address === '::1' || address.startsWith('127.') || address === 'localhost'
 
 /** A part of a probe under its own deadline: never waits longer than `ms`, whatever the peer does. */
 function within<T>(ms: number, signal: AbortSignal, p: Promise<T>): Promise<T> {
@@ -72,13 +71,10 @@ export async function createProbes(o: ProbeOptions): Promise<ProbeBackend> {
     ...o.hosts.map((h) => ({ name: h.name, http: bases.has(h.name), ssh: useSsh })),
   ]
 
-  // Plain HTTP carries the token in clear: only to loopback, unless --insecure.
+  // Plain HTTP carries the token in clear: only to loopback or trivy.plainHttpNetworks, unless --insecure.
   const tokenRefusal = async (url: URL): Promise<string | undefined> => {
-    if (url.protocol === 'https:' || o.insecure) return undefined
-    const host = url.hostname.replace(/^\[|\]$/g, '')
-    const address = isIP(host) ? host : host === 'localhost' ? '127.0.0.1' : (await resolveName(host, inv.dns.servers, inv.dns.timeoutMs)).addresses[0]
-    if (address && isLoopback(address)) return undefined
-    return `refusing to send the token over plain HTTP to ${url.host} (not loopback): the canary was not run (--insecure allows it)`
+    const refused = await plainHttpRefusal(url, { insecure: o.insecure, networks: inv.trivy.plainHttpNetworks, dnsServers: inv.dns.servers, dnsTimeoutMs: inv.dns.timeoutMs })
+    return refused ? `${refused}: the canary was not run (--insecure allows it)` : undefined
   }
 
   async function http(name: string, signal: AbortSignal): Promise<HttpObservation> {

@@ -156,6 +156,12 @@ export const TrivySchema = z.strictObject({
   allowlist: z.array(z.string().refine((s) => isIpLiteral(s) || z.cidrv4().safeParse(s).success || z.cidrv6().safeParse(s).success, 'not a valid IPv4/IPv6 address or CIDR'))
     .default([])
     .describe('addresses (or CIDRs) allowed to reach the listener port besides the HAProxy edge: the firewall opens it only to these'),
+  plainHttpNetworks: z
+    .array(z.union([z.cidrv4(), z.cidrv6()], { error: 'not an IPv4/IPv6 CIDR, e.g. 198.18.7.0/24' }))
+    .default([])
+    .describe(
+      'networks (CIDRs) on which a host\'s plain-HTTP debugUrl may be sent the token (e.g. the lab /24, behind the listener\'s firewall); loopback always may, anywhere else only HTTPS or --insecure',
+    ),
   hosts: z.array(HostSchema).min(1, 'at least one scanner host is required'),
 })
 

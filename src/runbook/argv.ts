@@ -1,5 +1,6 @@
 // Command lines in runbooks: `run: trivy validate --only dns,tls` reads like what an operator types.
 // Split like a shell would (single and double quotes, backslash), never expanded or run by a shell.
+import { UsageError } from '../errors.js'
 import { quoteArg } from '../ssh/quote.js'
 
 
@@ -38,7 +39,11 @@ function tokenize(s: string): string[] {
       has = true
     }
   }
-  if (quote) throw new Error(`unterminated ${quote === '"' ? 'double' : 'single'} quote in the command`)
+  if (quote) {
+    throw new UsageError(`unterminated ${quote === '"' ? 'double' : 'single'} quote in the command`, {
+      suggestion: `Close the quote in the step's run: line, or escape a literal quote with a backslash`,
+    })
+  }
   if (has) out.push(cur)
   return out
 }

@@ -19,7 +19,7 @@ export function nodeCommand(state: SandboxState, node: string, cmd: string[]): s
   if (!state.net) {
     throw new LabctlError(`this sandbox runs on 127.0.0.1: there is no machine "${n}" (only trivy-0, the scanner host)`, {
       code: 'SANDBOX_NOT_NET',
-      suggestion: '`labctl sandbox down && labctl sandbox up --net` for the lab network',
+      suggestion: '`labctl sandbox down && labctl sandbox up` for the lab network (not `--loopback`)',
     })
   }
   return ['nsenter', `--net=/run/netns/${state.net.nodes[n].ns}`, '--', ...cmd]
@@ -33,7 +33,7 @@ export type SandboxExecResult = { node: string; exitCode: number; stdout?: strin
  */
 export async function sandboxExec(node: string, cmd: string[], opts: { dir?: string; capture?: boolean; timeoutMs?: number } = {}): Promise<SandboxExecResult> {
   const state = readState(opts.dir ?? sandboxDir())
-  if (!state) throw new LabctlError('the sandbox is not up', { code: 'SANDBOX_DOWN', suggestion: 'run `labctl sandbox up --net` first' })
+  if (!state) throw new LabctlError('the sandbox is not up', { code: 'SANDBOX_DOWN', suggestion: 'run `labctl sandbox up` first' })
   const argv = nodeCommand(state, node, cmd)
   const r = await execa(argv[0]!, argv.slice(1), {
     reject: false,

@@ -5,13 +5,13 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { LabctlError, oneLine } from '../errors.js'
-import { projectRoot, SANDBOX_NAMES, type SandboxPaths, type SandboxState } from './layout.js'
+import { projectRoot, SANDBOX_NAMES, sandboxPaths, type SandboxPaths, type SandboxState } from './layout.js'
 import { isAlive, spawnDaemon, stopProcess } from './proc.js'
 import type { Tools } from './prereqs.js'
 import { endpoint, nodeAddr, onNode } from './nodes.js'
 import { knownHostName } from '../ssh/known-hosts.js'
-import { NFT_FILE, nftRuleset } from '../trivy/install-render.js'
-import { which } from './prereqs.js'
+import { renderUnit } from '../trivy/install-render.js'
+import { sandboxInventoryParsed } from './inventory.js'
 
 export const HOST_USER = 'labops'
 /** A second login whose sudo asks for a password: tests that labctl says so instead of hanging. */
@@ -82,42 +82,14 @@ export async function hostHasService(state: SandboxState): Promise<boolean> {
 export const FIREWALL_PLAN_ONLY = '/etc/labctl/firewall-plan-only'
 const FIREWALL_PLAN_ONLY_REASON = "sandbox host: it shares the machine's network namespace, so its firewall is the CI machine's"
 
-/**
- * The listener's firewall on a lab-network host (its own network namespace): labctl's own nftables
- * ruleset (the one `labctl trivy install` writes), opening the listener port only to the given sources.
- * Written to the same file install manages, then loaded into trivy-0's namespace.
- */
-export async function applyHostFirewall(state: SandboxState, sources: string[]): Promise<void> {
-  if (!state.net) throw new LabctlError('the loopback sandbox shares the machine\'s firewall: nothing is applied there', { suggestion: 'use `labctl sandbox up --net`' })
-  if (!which('nft')) throw new LabctlError('missing prerequisite: nft (nftables), for the scanner host\'s firewall', { code: 'MISSING_PREREQUISITE', suggestion: 'run `./scripts/setup.sh` (or `apt-get install nftables`)' })
-  const ruleset = nftRuleset({ port: state.ports.trivy, sources })
-  await hostExec(state, ['sh', '-c', `install -d -m 0755 /etc/nftables.d && cat > ${NFT_FILE}.tmp && chmod 0644 ${NFT_FILE}.tmp && mv ${NFT_FILE}.tmp ${NFT_FILE} && nft -f ${NFT_FILE}`], { input: ruleset })
-}
-
 export async function readHostToken(state: SandboxState): Promise<string> {
   const text = await hostExec(state, ['cat', ENV_FILE])
   return (text.split('\n').find((l) => l.startsWith('TRIVY_TOKEN=')) ?? '').slice('TRIVY_TOKEN='.length).trim()
 }
 
+/** The Trivy unit of the sandbox: the one `labctl trivy install` writes for the sandbox inventory (heal restores it). */
 export function unitFile(state: SandboxState): string {
-  return `[Unit]
-Description=Trivy vulnerability scanner server
-After=network-online.target
-
-[Service]
-Type=simple
-User=trivy
-Group=trivy
-EnvironmentFile=${ENV_FILE}
-ExecStart=/usr/bin/trivy server --listen ${endpoint(state, 'trivy')} --cache-dir ${CACHE_DIR}
-Restart=on-failure
-RestartSec=1
-TimeoutStopSec=10
-NoNewPrivileges=true
-
-[Install]
-WantedBy=multi-user.target
-`
+  return renderUnit(sandboxInventoryParsed(state, sandboxPaths(state.dir)))
 }
 
 function sshdConfig(state: SandboxState, h: ReturnType<typeof hostPaths>): string {
@@ -178,11 +150,11 @@ export function writeKnownHosts(state: SandboxState, p: SandboxPaths): void {
 }
 
 /**
- * First boot of the host: users, sudo, the systemd stand-in, the trivy package's binary, DB, unit. A bare
- * host (`opts.bare`) gets none of the trivy parts: no binary, no trivy user, no cache dir, no env file,
- * no unit — what a fresh VM looks like before `labctl trivy install`.
+ * First boot of the host, a bare machine: users, sudo, the systemd stand-in, and none of the trivy parts
+ * (no binary, no trivy user, no cache dir, no env file, no unit) — what a fresh VM looks like before
+ * `labctl trivy install`, which `sandbox up` then runs (or, with --bare, leaves to the operator).
  */
-export async function provisionHost(state: SandboxState, p: SandboxPaths, tools: Tools, token: string, opts: { bare?: boolean } = {}): Promise<void> {
+export async function provisionHost(state: SandboxState, p: SandboxPaths): Promise<void> {
   const h = hostPaths(p)
   const standins = join(projectRoot(), 'test', 'standins', 'systemd')
   const pub = readFileSync(`${h.clientKey}.pub`, 'utf8')
@@ -204,22 +176,12 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
     state.net
       ? `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && rm -f ${FIREWALL_PLAN_ONLY}`
       : `install -d -m 0755 /etc/labctl /etc/systemd/system ${STANDIN_STATE} && printf '%s\\n' "${FIREWALL_PLAN_ONLY_REASON}" > ${FIREWALL_PLAN_ONLY}`,
-    ...(opts.bare
-      ? [
-          // Whatever the machine underneath has, the bare host has no trivy (whiteouts in the overlays).
-          'rm -f /usr/bin/trivy',
-          `rm -rf ${CACHE_DIR} /etc/trivy /etc/systemd/system/${SERVICE}.service /etc/systemd/system/multi-user.target.wants/${SERVICE}.service`,
-          'if id -u trivy >/dev/null 2>&1; then userdel trivy; fi',
-          'if getent group trivy >/dev/null; then groupdel trivy; fi',
-          "if dpkg-query -W -f='${Status}' trivy 2>/dev/null | grep -q installed; then dpkg --purge trivy >/dev/null; fi",
-        ]
-      : [
-          `id -u trivy >/dev/null 2>&1 || useradd --system --home-dir ${CACHE_DIR} --no-create-home --shell /usr/sbin/nologin trivy`,
-          'passwd -l trivy >/dev/null',
-          `install -m 0755 ${tools.trivy} /usr/bin/trivy`,
-          `install -d -m 0750 -o trivy -g trivy ${CACHE_DIR} ${CACHE_DIR}/db`,
-          `install -d -m 0755 /etc/trivy`,
-        ]),
+    // Whatever the machine underneath has, the bare host has no trivy (whiteouts in the overlays).
+    'rm -f /usr/bin/trivy',
+    `rm -rf ${CACHE_DIR} /etc/trivy /etc/systemd/system/${SERVICE}.service /etc/systemd/system/multi-user.target.wants/${SERVICE}.service`,
+    'if id -u trivy >/dev/null 2>&1; then userdel trivy; fi',
+    'if getent group trivy >/dev/null; then groupdel trivy; fi',
+    "if dpkg-query -W -f='${Status}' trivy 2>/dev/null | grep -q installed; then dpkg --purge trivy >/dev/null; fi",
   ].join('\n')
   await hostExec(state, ['sh', '-c', script], { input: pub })
   if (state.net) {
@@ -228,10 +190,18 @@ export async function provisionHost(state: SandboxState, p: SandboxPaths, tools:
     const bundle = '/etc/ssl/certs/ca-certificates.crt'
     await hostExec(state, ['sh', '-c', `mkdir -p /etc/ssl/certs && ca=$(cat) && if ! grep -qF "$(printf '%s\\n' "$ca" | sed -n 2p)" ${bundle} 2>/dev/null; then printf '%s\\n' "$ca" >> ${bundle}; fi`], { input: ca })
   }
-  if (opts.bare) return
-  await writeHostEnv(state, token)
-  await hostExec(state, ['sh', '-c', `mkdir -p /etc/systemd/system && cat > /etc/systemd/system/${SERVICE}.service`], { input: unitFile(state) })
-  await hostExec(state, ['systemctl', 'enable', SERVICE])
+}
+
+/**
+ * What the sandbox sets on trivy-0 before `labctl trivy install`, and install keeps (it manages only its own
+ * keys): the fixture DB in the cache dir (install's cache-dir step gives it to the trivy user) and
+ * TRIVY_SKIP_DB_UPDATE=true in the env file, so the server serves that DB and never replaces it from the
+ * mirror — the DB faults (no-db, db-stale, db-corrupt) stay in effect until heal or a runbook fixes them.
+ */
+export async function seedHostForInstall(state: SandboxState, tools: Tools): Promise<void> {
+  await buildHostDb(state, tools)
+  const body = '# trivy-server environment: the sandbox serves its fixture DB and never updates it\nTRIVY_SKIP_DB_UPDATE=true\n'
+  await hostExec(state, ['sh', '-c', `umask 077 && mkdir -p /etc/trivy && cat > ${ENV_FILE}.tmp && chmod 0600 ${ENV_FILE}.tmp && mv ${ENV_FILE}.tmp ${ENV_FILE}`], { input: body })
 }
 
 /** Builds the test DB into /var/lib/trivy/db on the host (the project's fixtures, `labfixtures db`). */
@@ -242,7 +212,8 @@ export async function buildHostDb(state: SandboxState, tools: Tools, opts: { upd
   if (opts.updatedAt) args.push('--updated-at', opts.updatedAt.toISOString(), '--downloaded-at', opts.updatedAt.toISOString())
   if (opts.nextUpdate) args.push('--next-update', opts.nextUpdate.toISOString())
   await hostExec(state, args)
-  await hostExec(state, ['chown', '-R', 'trivy:trivy', `${CACHE_DIR}/db`])
+  // Before install there is no trivy user yet: its cache-dir step gives the DB to it.
+  await hostExec(state, ['sh', '-c', `if id -u trivy >/dev/null 2>&1; then chown -R trivy:trivy ${CACHE_DIR}/db; fi`])
 }
 
 export async function systemctl(state: SandboxState, ...args: string[]): Promise<string> {

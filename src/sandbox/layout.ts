@@ -89,6 +89,9 @@ export function sandboxPaths(dir: string) {
     /** The Jenkins stand-in's API token for labctl (jenkins.apiTokenFile), and its seed (users, credentials). */
     jenkinsToken: join(dir, 'secrets', 'jenkins-api-token'),
     jenkinsSeed: join(dir, 'secrets', 'jenkins-seed.json'),
+    /** The agent node's secret for the Jenkins agent channel (0600), and its build's settings (no secret in them). */
+    jenkinsAgentSecret: join(dir, 'secrets', 'jenkins-agent-secret'),
+    agentBuild: join(dir, 'agent-build.json'),
   }
 }
 export type SandboxPaths = ReturnType<typeof sandboxPaths>

@@ -84,7 +84,7 @@ export function requireNetCapable(): void {
   if (!c.ok) {
     throw new LabctlError(`the sandbox lab network needs root (${c.missing.join(' and ')} missing): it creates network namespaces, links and one route`, {
       code: 'SANDBOX_NEEDS_ROOT',
-      suggestion: 'run `sudo labctl sandbox up`, or as root',
+      suggestion: 'run `sudo labctl sandbox up` (or as root); without root, `labctl sandbox up --loopback` runs every part on 127.0.0.1',
     })
   }
 }

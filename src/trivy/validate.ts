@@ -1,10 +1,10 @@
-import { isIP } from 'node:net'
 import type { Dispatcher } from 'undici'
 import semver from 'semver'
 import { LabctlError } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { Inventory, ScannerHost } from '../inventory/schema.js'
 import { resolveName } from '../net/dns.js'
+import { plainHttpRefusal } from '../net/plain-http.js'
 import { startConnectProxy } from '../net/connect-proxy.js'
 import { describeNetError } from '../net/http.js'
 import { redactJson, redactText } from '../redact.js'
@@ -48,8 +48,6 @@ export type ValidateResult = {
 
 const RUNBOOK = (name: string) => `labctl runbook run ${name}`
 
-const isLoopback = (address: string): boolean => address === '::1' || address.startsWith('127.') || address === 'localhost'
-
 /** The checks to run, as specs with their own deadlines. Started together by runValidate. */
 export function planChecks(opts: ValidateOptions): {
   specs: CheckSpec[]
@@ -82,14 +80,9 @@ export function planChecks(opts: ValidateOptions): {
     warnings.push(...src.warnings)
   }
 
-  // Plain HTTP carries the token in clear: only to loopback, unless the operator says --insecure.
-  async function tokenAllowed(url: URL): Promise<string | undefined> {
-    if (url.protocol === 'https:' || opts.insecure) return undefined
-    const host = url.hostname.replace(/^\[|\]$/g, '')
-    const address = isIP(host) ? host : host === 'localhost' ? '127.0.0.1' : (await resolveName(host, dnsServers, inv.dns.timeoutMs)).addresses[0]
-    if (address && isLoopback(address)) return undefined
-    return `refusing to send the token over plain HTTP to ${url.host} (not loopback)`
-  }
+  // Plain HTTP carries the token in clear: only to loopback or trivy.plainHttpNetworks, unless --insecure.
+  const tokenAllowed = (url: URL): Promise<string | undefined> =>
+    plainHttpRefusal(url, { insecure: opts.insecure, networks: inv.trivy.plainHttpNetworks, dnsServers, dnsTimeoutMs: inv.dns.timeoutMs })
 
   // One /version fetch per base URL, shared by the version and db checks.
   const versions = new Map<string, Promise<ServerVersion>>()

@@ -1,5 +1,6 @@
 // labctl's Jenkins credentials client against the Jenkins stand-in (test/standins/jenkins.ts).
 import { randomBytes } from 'node:crypto'
+import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer } from 'node:net'
 import { inspect } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -339,6 +340,10 @@ describe('jenkins client: server trouble', () => {
       [{ store: 'folder:' as 'system' }, /bad Jenkins credentials store/],
       [{ store: 'team-a' as 'system' }, /bad Jenkins credentials store/],
       [{ credentialId: 'a b/c' }, /bad Jenkins credential id/],
+      // Dot-segments: credential/../config.xml would be the domain's own config.xml.
+      [{ credentialId: '..' }, /bad Jenkins credential id/],
+      [{ credentialId: '.' }, /bad Jenkins credential id/],
+      [{ description: 'tab ok\t, bell not\u0007' }, /description contains control characters/],
       [{ password: ALICE_PASSWORD }, /either a Jenkins API token or a password/],
       [{ url: `http://alice:${ALICE_TOKEN}@127.0.0.1:1/` }, /must not contain a user or password/],
       [{ secret: '  \n' }, /the secret is empty/],
@@ -354,6 +359,71 @@ describe('jenkins client: server trouble', () => {
       expect(`${err.message} ${err.stack}`).not.toContain(ALICE_PASSWORD)
     }
     expect(s.received).toEqual([])
+  })
+})
+
+/** A bare HTTP server answering `answer(path)` → [status, content type, body]: not Jenkins, for answers the stand-in never gives. */
+async function rawServer(answer: (path: string) => [number, string, string]): Promise<{ url: string; paths: string[] }> {
+  const paths: string[] = []
+  const srv: Server = createHttpServer((req, res) => {
+    paths.push(req.url ?? '')
+    const [status, type, body] = answer(req.url ?? '')
+    res.writeHead(status, { 'Content-Type': type }).end(body)
+  })
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  standins.push({ stop: () => new Promise<void>((resolve) => srv.close(() => resolve())) } as JenkinsStandin)
+  return { url: `http://127.0.0.1:${(srv.address() as { port: number }).port}/`, paths }
+}
+
+describe('jenkins client: answers the stand-in never gives (JSON of the wrong shape, an empty text/html 200)', () => {
+  it('maps JSON that is not the expected object (null, an array, a list of nulls) to a bad response, not a crash', async () => {
+    for (const body of ['null', '[]', '"text"', '{"credentials":[null]}', '{"credentials":{}}']) {
+      const srv = await rawServer(() => [200, 'application/json', body])
+      const err = await failureOf(listCredentials({ url: srv.url, user: 'alice', apiToken: ALICE_TOKEN, timeoutMs: 2000, store: 'system' }))
+      expect(err.code, body).toBe('JENKINS_BAD_RESPONSE')
+      expect(err.message, body).toMatch(/did not answer with (JSON|a credentials list) while listing the system store/)
+    }
+  })
+
+  it('takes an empty 200 labelled text/html for the success it is (only a page with content is a login page)', async () => {
+    const xml = secretTextXml({ scope: 'GLOBAL', id: ID, description: 'd', secret: 'x' }).replace('<secret>x</secret>', '<secret><secret-redacted/></secret>')
+    const srv = await rawServer((path) => (path.endsWith('/config.xml') && srv.paths.length === 1 ? [200, 'application/xml', xml] : [200, 'text/html;charset=utf-8', '']))
+    const r = await updateSecretText(opts({ url: srv.url } as JenkinsStandin))
+    expect(r).toMatchObject({ action: 'updated', scope: 'GLOBAL', description: 'd', requests: 2 })
+    expect(srv.paths).toEqual([`/credentials/store/system/domain/_/credential/${ID}/config.xml`, `/credentials/store/system/domain/_/credential/${ID}/config.xml`])
+  })
+
+  it('reads config.xml as Jenkins writes it: XML 1.1 declaration, plugin attribute, redacted secret', async () => {
+    const xml = `<?xml version='1.1' encoding='UTF-8'?>\n<${STRING_CREDENTIALS} plugin="plain-credentials@183.va_de8f1dd5a_2b_">\n  <scope>SYSTEM</scope>\n  <id>${ID}</id>\n  <description>a &amp; b</description>\n  <secret>\n    <secret-redacted/>\n  </secret>\n</${STRING_CREDENTIALS}>`
+    const posted: string[] = []
+    const srv = await rawServer((path) => {
+      if (srv.paths.length === 1) return [200, 'application/xml;charset=utf-8', xml]
+      posted.push(path)
+      return [200, 'text/plain', '']
+    })
+    const r = await updateSecretText(opts({ url: srv.url } as JenkinsStandin))
+    // The scope (SYSTEM, allowed in the system store) and the description are kept as Jenkins has them.
+    expect(r).toMatchObject({ action: 'updated', scope: 'SYSTEM', description: 'a & b' })
+    expect(posted).toEqual([`/credentials/store/system/domain/_/credential/${ID}/config.xml`])
+  })
+
+  it('names anonymous requests, not an empty user, when a store is a 404 without credentials', async () => {
+    const srv = await rawServer(() => [404, 'text/html', '<html><title>Error 404 Not Found</title></html>'])
+    const err = await failureOf(credentialExists({ url: srv.url, user: '', timeoutMs: 2000, store: 'folder:team-a', credentialId: ID }))
+    expect(err.code).toBe('JENKINS_STORE_NOT_FOUND')
+    expect(err.message).toBe('Jenkins has no folder team-a, or anonymous requests may not view its credentials (404)')
+    expect(err.suggestion).toMatch(/a Jenkins user and API token are given/)
+  })
+
+  it('refuses a crumb that is null or whose field cannot be an HTTP header, before any POST', async () => {
+    for (const body of ['null', '{"crumb":"abc","crumbRequestField":"Jenkins Crumb\\r\\nX-Evil: 1"}', '{"crumb":"a\\nb","crumbRequestField":"Jenkins-Crumb"}']) {
+      const srv = await rawServer((path) => (path.startsWith('/crumbIssuer/') ? [200, 'application/json', body] : [404, 'text/html', '<html><title>Not Found</title></html>']))
+      const err = await failureOf(updateSecretText({ ...opts({ url: srv.url } as JenkinsStandin), apiToken: undefined, password: ALICE_PASSWORD }))
+      expect(err.code, body).toBe('JENKINS_BAD_RESPONSE')
+      expect(err.message, body).toMatch(/did not answer with (JSON|a crumb) while fetching a CSRF crumb/)
+      expect(srv.paths).toEqual(['/crumbIssuer/api/json'])
+      expect(`${err.message} ${err.stack}`).not.toContain(ALICE_PASSWORD)
+    }
   })
 })
 

@@ -11,7 +11,7 @@ import { findingsOf, valuesAt, evaluate } from '../../src/runbook/conditions.js'
 import { redactText, redactJson } from '../../src/runbook/redact.js'
 import { splitCommand } from '../../src/runbook/argv.js'
 import type { LoadedRunbook } from '../../src/runbook/schema.js'
-import { LabctlError } from '../../src/errors.js'
+import { LabctlError, UsageError } from '../../src/errors.js'
 
 const TOKEN = 'tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0'
 
@@ -475,6 +475,16 @@ describe('findings and conditions', () => {
   it('splits command lines like a shell, without expanding anything', () => {
     expect(splitCommand(`labctl trivy exec -- sh -c 'echo $HOME; ls' "a b"`)).toEqual(['trivy', 'exec', '--', 'sh', '-c', 'echo $HOME; ls', 'a b'])
     expect(() => splitCommand(`trivy 'oops`)).toThrow(/unterminated/)
+    // The runbook author's mistake: a usage error (exit 2) with a next step, not "a labctl bug".
+    const err = (() => {
+      try {
+        splitCommand(`trivy "oops`)
+      } catch (e) {
+        return e
+      }
+    })()
+    expect(err).toBeInstanceOf(UsageError)
+    expect(err).toMatchObject({ exitCode: 2, message: 'unterminated double quote in the command', suggestion: expect.stringMatching(/Close the quote/) })
   })
 
   it('redacts secrets in text and JSON', () => {

@@ -9,6 +9,7 @@ import { parse, stringify } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hostExec } from '../../src/sandbox/host.js'
 import { readState } from '../../src/sandbox/layout.js'
+import { componentAddr } from '../../src/sandbox/nodes.js'
 import { freePorts } from '../../src/sandbox/proc.js'
 import { which } from '../../src/sandbox/prereqs.js'
 import { checkCloudConfig, CLOUD_INIT_SCRIPT } from '../../src/trivy/install-cloudinit.js'
@@ -54,6 +55,10 @@ async function install(args: string[], timeoutMs = 120_000) {
   return { code: r.exitCode ?? -1, stdout: out, stderr: String(r.stderr), json: out.trim() ? parseJson<InstallResult & { status?: string; error?: { code: string; message: string; suggestion?: string } }>(out) : undefined }
 }
 const res = (h: HostResult, id: string): Resource => h.plan.find((r) => r.id === id)!
+/** Where a part of this sandbox answers, as a regex source: a lab address (or 127.0.0.1 with --loopback), from its state. */
+const at = (part: 'pkg' | 'registry'): string => componentAddr(readState(sbDir)!, part).replaceAll('.', '\\.')
+/** The lab network has a firewall of its own; the loopback sandbox (--loopback) only plans it. */
+const ownNet = (): boolean => Boolean(readState(sbDir)?.net)
 const changed = (h: HostResult): string[] => h.plan.filter((r) => r.action === 'create' || r.action === 'update').map((r) => r.id)
 
 async function sandbox(args: string[]): Promise<void> {
@@ -127,7 +132,7 @@ describe('trivy install on a bare sandbox host', () => {
   it('the bare host has no trivy; HAProxy answers 503; the inventory names the package source', async () => {
     expect(await host('command -v trivy || echo none; id trivy 2>&1 || true; ls /etc/trivy /var/lib/trivy 2>&1 || true')).toMatch(/^none\n.*no such user[\s\S]*No such file[\s\S]*No such file/)
     const inv = parse(readFileSync(inventoryFile, 'utf8'))
-    expect(inv.trivy.packageUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v\{version\}\/trivy_\{version\}_Linux-\{arch\}\.deb$/)
+    expect(inv.trivy.packageUrl).toMatch(new RegExp(`^http://${at('pkg')}:\\d+/v\\{version\\}/trivy_\\{version\\}_Linux-\\{arch\\}\\.deb$`))
     const v = await labctl(['trivy', 'validate', '--only', 'healthz', '--json', '--timeout', '3000'], { env })
     expect(v.exitCode).toBe(3)
     expect(String(v.stdout)).toMatch(/503/)
@@ -141,11 +146,17 @@ describe('trivy install on a bare sandbox host', () => {
     const h = r.json!.hosts[0]!
     expect(r.json!.dryRun).toBe(true)
     expect(h.plan.map((p) => p.id)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', 'firewall', 'service'])
-    expect(changed(h)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', 'service'])
-    // The sandbox host shares the CI machine's network namespace: the firewall is never touched there.
-    expect(res(h, 'firewall')).toMatchObject({ action: 'skip', warnings: [expect.stringMatching(/skipped: neither ufw nor nft on the host|planned only/)] })
+    if (ownNet()) {
+      // A machine of the lab network: its firewall (nftables in its own namespace) is part of the plan.
+      expect(changed(h)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', 'firewall', 'service'])
+      expect(res(h, 'firewall').action).toBe('create')
+    } else {
+      // The loopback host shares the CI machine's network namespace: the firewall is never touched there.
+      expect(changed(h)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', 'service'])
+      expect(res(h, 'firewall')).toMatchObject({ action: 'skip', warnings: [expect.stringMatching(/skipped: neither ufw nor nft on the host|planned only/)] })
+    }
     expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_TOKEN=\[REDACTED\] \(sha256:[0-9a-f]{12}\)/)
-    expect(res(h, 'env-file').diff!.join('\n')).toMatch(/TRIVY_DB_REPOSITORY=127\.0\.0\.1:\d+\/aquasec\/trivy-db:2/)
+    expect(res(h, 'env-file').diff!.join('\n')).toMatch(new RegExp(`TRIVY_DB_REPOSITORY=${at('registry')}:\\d+/aquasec/trivy-db:2`))
     expect(res(h, 'env-file').diff!.join('\n')).not.toMatch(/SKIP_DB_UPDATE/)
     expect(res(h, 'env-file').notes).toContainEqual(expect.stringMatching(/a new token, generated now and stored in .*secrets\/trivy-vm\/token \(0600\)/))
     expect(res(h, 'cache-dir').warnings).toContainEqual(expect.stringMatching(/\/var\/lib\/trivy is not its own mount \(it is on \/var\)/))
@@ -158,7 +169,7 @@ describe('trivy install on a bare sandbox host', () => {
     const r = await install(['--yes'])
     expect(r.code).toBe(1)
     expect(r.json).toMatchObject({ status: 'error', error: { code: 'INSTALL_PACKAGE_FAILED' } })
-    expect(r.json!.error!.message).toMatch(/installing trivy 0\.74\.0 failed: cannot download http:\/\/127\.0\.0\.1:\d+\/v0\.74\.0\/trivy_0\.74\.0_Linux-64bit\.deb: curl: \(18\).*nothing was installed/)
+    expect(r.json!.error!.message).toMatch(new RegExp(`installing trivy 0\\.74\\.0 failed: cannot download http://${at('pkg')}:\\d+/v0\\.74\\.0/trivy_0\\.74\\.0_Linux-64bit\\.deb: curl: \\(18\\).*nothing was installed`))
     expect(r.json!.error!.message).not.toContain('\n')
     expect(readFileSync(join(sbDir, 'logs', 'pkg.log'), 'utf8')).toMatch(/cut off after \d+ of \d+ bytes/)
     // Nothing half-written: no package, no binary, no partial download, no files, no user.
@@ -168,15 +179,15 @@ describe('trivy install on a bare sandbox host', () => {
     // Still down: the next try fails the same clear way, at the checksums file.
     const again = await install(['--yes'])
     expect(again.code).toBe(1)
-    expect(again.json!.error!.message).toMatch(/cannot download http:\/\/127\.0\.0\.1:\d+\/v0\.74\.0\/trivy_0\.74\.0_checksums\.txt: curl: \(7\)/)
+    expect(again.json!.error!.message).toMatch(new RegExp(`cannot download http://${at('pkg')}:\\d+/v0\\.74\\.0/trivy_0\\.74\\.0_checksums\\.txt: curl: \\(7\\)`))
     await sandbox(['heal'])
   })
 
   it('fresh install (the rerun once the source is back) ends with a passing validate', async () => {
     const r = await install(['--yes'])
-    expect(r.code, r.stderr).toBe(0)
+    expect(r.code, `${r.stderr}${r.stdout.slice(0, 3000)}`).toBe(0)
     const h = r.json!.hosts[0]!
-    expect(h.applied.map((s) => s.id)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', 'service'])
+    expect(h.applied.map((s) => s.id)).toEqual(['package', 'hold', 'user', 'cache-dir', 'env-file', 'unit', ...(ownNet() ? ['firewall'] : []), 'service'])
     expect(h.validate!.checks.filter((c) => c.status !== 'pass')).toEqual([])
     expect(h.validate!.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['healthz via HAProxy', 'version trivy-0', 'db trivy-0', 'scan canary via HAProxy', 'auth via HAProxy']))
     expect(h.ok).toBe(true)
@@ -192,7 +203,7 @@ describe('trivy install on a bare sandbox host', () => {
     expect(envText).not.toMatch(/SKIP_DB_UPDATE/)
     expect(await host('cat /etc/systemd/system/trivy-server.service')).toMatch(/NoNewPrivileges=true[\s\S]*ProtectSystem=strict[\s\S]*ReadWritePaths=\/var\/lib\/trivy[\s\S]*PrivateTmp=true/)
     // The server fetched its DB from the sandbox's mirror at its first start.
-    expect(await host('journalctl -u trivy-server --no-pager -o cat')).toMatch(/Downloading artifact.*127\.0\.0\.1:\d+\/aquasec\/trivy-db:2/)
+    expect(await host('journalctl -u trivy-server --no-pager -o cat')).toMatch(new RegExp(`Downloading artifact.*${at('registry')}:\\d+/aquasec/trivy-db:2`))
     const s = await labctl(['trivy', 'status', '--json'], { env })
     expect(s.exitCode, String(s.stdout)).toBe(0)
   })
@@ -206,7 +217,7 @@ describe('trivy install on a bare sandbox host', () => {
     expect(h.applied).toEqual([])
     expect(h.validate!.ok).toBe(true)
     const text = await labctl(['trivy', 'install', '--dry-run'], { env })
-    expect(String(text.stdout)).toMatch(/no changes, 7 up to date, 1 skipped/)
+    expect(String(text.stdout)).toMatch(ownNet() ? /no changes, 8 up to date(?!,)/ : /no changes, 7 up to date, 1 skipped/)
   })
 
   it('drift is repaired: unit edited by hand, env file chmod 0644, service stopped', async () => {

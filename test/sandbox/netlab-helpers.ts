@@ -21,3 +21,15 @@ export async function probe(ns: string | undefined, host: string, port: number):
   return String((await execa(argv[0]!, argv.slice(1), { timeout: 10_000 })).stdout).trim()
 }
 
+
+type Machine = Awaited<ReturnType<typeof machine>>
+/**
+ * The machine without the parts of other labs (other sandboxes — other test runs on a shared machine — come
+ * and go meanwhile): every entry naming a `lab-ID-` other than this lab's is left out; all else is compared.
+ */
+export function apartFromOtherLabs(m: Machine, ownLink: string): Machine {
+  const own = /^(lab-[0-9a-f]+-)/.exec(ownLink)?.[1] ?? ownLink
+  const keep = (l: string): boolean => !/lab-[0-9a-f]{6}-/.test(l) || l.includes(own)
+  // A route of another lab names its link; its local/broadcast lines name it too.
+  return { netns: m.netns.filter(keep), links: m.links.filter(keep), routes: m.routes.filter(keep), listening: m.listening }
+}

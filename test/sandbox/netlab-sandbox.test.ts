@@ -1,6 +1,6 @@
 // A private `sandbox up --net`: every part on its own machine (network namespace) of one lab /24, the
 // scanner host's listener behind labctl's own nftables rules, and `down` leaving the machine as it was.
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
@@ -10,7 +10,7 @@ import { trivyBinary } from '../../src/sandbox/prereqs.js'
 import { httpRequest } from '../../src/net/http.js'
 import { fingerprint } from '../../src/trivy/token.js'
 import { labctl, parseJson } from '../helpers.js'
-import { machine, probe } from './netlab-helpers.js'
+import { apartFromOtherLabs, machine, probe } from './netlab-helpers.js'
 
 describe('sandbox up --net (the lab as a network)', () => {
   it('runs each part on its node, answers with lab addresses, firewalls the listener; down restores the machine', async () => {
@@ -41,6 +41,12 @@ describe('sandbox up --net (the lab as a network)', () => {
     ])
     const ns = (n: string): string => net.nodes.find((x) => x.name === n)!.namespace
 
+    // Built by labctl itself: right after up, `trivy install --dry-run` has nothing to change (firewall included).
+    type Plan = { hosts: Array<{ changes: number; plan: Array<{ id: string; action: string }> }> }
+    const dry = await labctl(['--lab', 'sandbox', 'trivy', 'install', '--dry-run', '--json'], { env, timeoutMs: 120_000 })
+    expect(dry.exitCode, dry.stderr).toBe(0)
+    expect(parseJson<Plan>(dry.stdout).hosts[0]!.plan.filter((x) => x.action !== 'none')).toEqual([])
+
     // The inventory speaks lab addresses: DNS on the dns node, the host's address, the allowlist.
     const inv = parse(readFileSync(s.inventory!, 'utf8')) as { dns: { servers: string[] }; trivy: { allowlist: string[]; hosts: Array<{ address: string; listen: string }> } }
     expect(inv.dns.servers).toEqual([`${addr.dns}:53`])
@@ -51,7 +57,7 @@ describe('sandbox up --net (the lab as a network)', () => {
     const again = await labctl(['sandbox', 'up', '--net', '--json'], { env, timeoutMs: 60_000 })
     expect(again.exitCode, again.stderr).toBe(0)
     expect(parseJson(again.stdout)).toMatchObject({ changed: false, up: true, network: { subnet: net.subnet } })
-    const other = await labctl(['sandbox', 'up'], { env, timeoutMs: 60_000 })
+    const other = await labctl(['sandbox', 'up', '--loopback'], { env, timeoutMs: 60_000 })
     expect(other.exitCode).toBe(1)
     expect(other.stderr).toMatch(/already up as a lab network/)
 
@@ -120,6 +126,28 @@ describe('sandbox up --net (the lab as a network)', () => {
     const before1 = fingerprint(readFileSync(tokenFile, 'utf8').trim())
     const jlog = join(env.LABCTL_SANDBOX_DIR, 'logs', 'jenkins.log')
     expect(readFileSync(jlog, 'utf8')).toContain(`credential system/trivy-server-token holds ${before1}`)
+    // The agent's build binds the Jenkins credential (over the agent channel, as withCredentials does) and scans
+    // the test image with the real trivy client through the edge, with that credential's token.
+    const build = join(env.LABCTL_SANDBOX_DIR, 'agent-build.json')
+    type Build = { tokenFingerprint?: string; vulnerabilities?: string[]; error?: string }
+    const agentScan = async (file = build): Promise<{ code: number; out: Build; raw: string }> => {
+      const r = await labctl(['sandbox', 'exec', 'agent', '--', process.execPath, join(process.cwd(), 'test', 'standins', 'agent-build.mjs'), file], { env, timeoutMs: 120_000 })
+      expect(r.stdout + r.stderr).not.toContain(readFileSync(tokenFile, 'utf8').trim())
+      return { code: r.exitCode ?? -1, out: parseJson<Build>(r.stdout), raw: r.stdout + r.stderr }
+    }
+    const scan1 = await agentScan()
+    expect(scan1.code, scan1.raw).toBe(0)
+    expect(scan1.out).toEqual({ tokenFingerprint: before1, vulnerabilities: ['CVE-2020-1967 HIGH', 'CVE-2019-1549 MEDIUM'] })
+    expect(readFileSync(jlog, 'utf8')).toContain(`agent agent bound system/trivy-server-token (${before1}) for a build`)
+    // The channel is Jenkins' to grant: a wrong agent secret gets no token, so no scan.
+    const badSecret = join(root, 'bad-agent-secret')
+    writeFileSync(badSecret, 'not-the-agent-secret\n', { mode: 0o600 })
+    const badBuild = join(root, 'bad-build.json')
+    writeFileSync(badBuild, JSON.stringify({ ...JSON.parse(readFileSync(build, 'utf8')), agentSecretFile: badSecret }))
+    const refused = await agentScan(badBuild)
+    expect(refused.code).toBe(1)
+    expect(refused.out.error).toMatch(/Jenkins refused the binding: unknown agent or wrong agent secret/)
+
     const rot = await labctl(['--lab', 'sandbox', 'trivy', 'rotate-token', '--yes', '--json'], { env, timeoutMs: 120_000 })
     expect(rot.exitCode, rot.stdout.slice(0, 2000) + rot.stderr).toBe(0)
     const journal = parseJson<{ journal: { newFingerprint: string; steps: Array<{ step: string; status: string }> } }>(rot.stdout).journal
@@ -130,6 +158,10 @@ describe('sandbox up --net (the lab as a network)', () => {
     await expect.poll(() => readFileSync(jlog, 'utf8'), { timeout: 5000 }).toContain(`credential system/trivy-server-token holds ${after1}`)
     const v2 = await labctl(['--lab', 'sandbox', 'trivy', 'validate', '--json', '--only', 'auth,scan'], { env, timeoutMs: 120_000 })
     expect(v2.exitCode, v2.stdout.slice(0, 2000)).toBe(0)
+    // The agent's next build uses the rotated credential, and the server accepts it (the rotation proved the old one rejected).
+    const scan2 = await agentScan()
+    expect(scan2.code, scan2.raw).toBe(0)
+    expect(scan2.out).toEqual({ tokenFingerprint: after1, vulnerabilities: ['CVE-2020-1967 HIGH', 'CVE-2019-1549 MEDIUM'] })
 
     const t1 = Date.now()
     const down = await labctl(['sandbox', 'down', '--json'], { env, timeoutMs: 120_000 })
@@ -137,9 +169,9 @@ describe('sandbox up --net (the lab as a network)', () => {
     const downMs = Date.now() - t1
     expect(down.exitCode, down.stderr).toBe(0)
     expect(parseJson(down.stdout)).toMatchObject({ leftover: [] })
-    expect(await machine()).toEqual(before)
+    expect(apartFromOtherLabs(await machine(), net.link)).toEqual(apartFromOtherLabs(before, net.link))
     process.stderr.write(`[netlab] sandbox up --net in ${upMs} ms, down in ${downMs} ms\n`)
-  })
+  }, 300_000)
 
   it('`trivy install` on a bare lab-network host applies its firewall for real: the outsider times out, a rerun plans no change', async () => {
     const root = mkdtempSync(join(tmpdir(), 'labctl-netfw-'))
@@ -169,5 +201,5 @@ describe('sandbox up --net (the lab as a network)', () => {
     const again = await labctl(['trivy', 'install', '--dry-run', '--json'], { env, timeoutMs: 120_000 })
     expect(again.exitCode, again.stderr).toBe(0)
     expect(parseJson<Plan>(again.stdout).hosts[0]!.plan.find((x) => x.id === 'firewall')!.action).toBe('none')
-  })
+  }, 240_000)
 })

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { readState } from '../../src/sandbox/layout.js'
 import { Agent } from 'undici'
 import { describe, expect, inject, it } from 'vitest'
@@ -82,12 +84,45 @@ describe('sandbox lab', () => {
   it('holds the test image in its registry', async () => {
     const [hostPort, repoTag] = [sb.image.split('/')[0]!, sb.image.split('/').slice(1).join('/')]
     const [repo, tag] = repoTag.split(':') as [string, string]
-    const res = await httpRequest(`http://${hostPort}/v2/${repo}/manifests/${tag}`, {
+    // On a machine of its own the registry speaks HTTPS with a certificate of the sandbox CA; on loopback plain HTTP.
+    const tls = readState(sb.dir)?.registryTls === true
+    const dispatcher = new Agent({ connect: { ca: readFileSync(inventory().trivy.caBundle!, 'utf8') } })
+    const res = await httpRequest(`${tls ? 'https' : 'http'}://${hostPort}/v2/${repo}/manifests/${tag}`, {
       timeoutMs: 5000,
+      dispatcher,
       headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' },
     })
+    await dispatcher.close()
     expect(res.status).toBe(200)
     expect(JSON.parse(res.body).layers).toHaveLength(1)
+  })
+
+  it('is built by labctl itself: `trivy install --dry-run` has nothing to change, and the edge runs the rendered backend', async () => {
+    type Plan = { hosts: Array<{ changes: number; plan: Array<{ id: string; action: string }> }> }
+    const r = await labctl(['trivy', 'install', '--lab', 'sandbox', '--dry-run', '--json'], { timeoutMs: 120_000 })
+    expect(r.exitCode, r.stderr).toBe(0)
+    const h = parseJson<Plan>(r.stdout).hosts[0]!
+    // Every resource install manages is as install makes it; the firewall is real on the lab network.
+    const firewall = readState(sb.dir)?.net ? 'none' : 'skip'
+    expect(h.plan.map((x) => [x.id, x.action])).toEqual([
+      ['package', 'none'],
+      ['hold', 'none'],
+      ['user', 'none'],
+      ['cache-dir', 'none'],
+      ['env-file', 'none'],
+      ['unit', 'none'],
+      ['firewall', firewall],
+      ['service', 'none'],
+    ])
+    expect(h.changes).toBe(0)
+    // The backend HAProxy loads is the one `labctl trivy install --haproxy` renders for this inventory.
+    const file = join(mkdtempSync(join(tmpdir(), 'labctl-edge-')), 'edge.cfg')
+    const rendered = await labctl(['trivy', 'install', '--lab', 'sandbox', '--haproxy', file])
+    expect(rendered.exitCode, rendered.stderr).toBe(0)
+    const backend = (text: string): string => /^backend trivy-vm-be\n(?: .*\n)+/m.exec(text)?.[0] ?? 'none'
+    const loaded = readFileSync(join(sb.dir, 'trivy-edge.cfg'), 'utf8')
+    expect(backend(loaded)).toMatch(/server trivy-0 [\d.]+:4954 check/)
+    expect(backend(loaded)).toBe(backend(readFileSync(file, 'utf8')))
   })
 
   it('`sandbox up` a second time is harmless, and `status` reports every part up', async () => {

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { XMLParser } from 'fast-xml-parser'
+import { parse, stringify } from 'yaml'
 import { afterEach, describe, expect, inject, it } from 'vitest'
 import { trivyBinary } from '../../src/sandbox/prereqs.js'
 import { labctl, parseJson } from '../helpers.js'
@@ -12,6 +13,15 @@ type Result = { ok: boolean; summary: { pass: number; fail: number }; checks: Ch
 const sb = inject('sandbox')
 const tmp = mkdtempSync(join(tmpdir(), 'labctl-validate-'))
 const token = () => readFileSync(join(sb.dir, 'secrets', 'trivy-vm', 'token'), 'utf8').trim()
+/** The sandbox inventory with a change, written to a file of its own (the addresses come from the sandbox, whatever they are). */
+type Inv = { dns: { servers: string[] }; trivy: { plainHttpNetworks?: string[]; hosts: Array<{ address: string; debugUrl: string }> } }
+function variant(name: string, edit: (inv: Inv) => void): string {
+  const inv = parse(readFileSync(sb.inventory, 'utf8')) as Inv
+  edit(inv)
+  const file = join(tmp, `${name}.yaml`)
+  writeFileSync(file, stringify(inv))
+  return file
+}
 
 async function validate(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; result: Result; stdout: string; stderr: string }> {
   const defaults = args.includes('--scan-timeout') ? ['--timeout', '3000'] : ['--timeout', '3000', '--scan-timeout', '8000']
@@ -115,9 +125,11 @@ describe('trivy validate', () => {
   })
 
   it('DNS server not answering: a timeout, not NXDOMAIN', async () => {
-    const inv = readFileSync(sb.inventory, 'utf8').replace(/servers:\n\s+- 127\.0\.0\.1:\d+/, 'servers:\n    - 127.0.0.1:9')
-    const file = join(tmp, 'dns-timeout.yaml')
-    writeFileSync(file, inv)
+    // The lab's own DNS machine, on a port where nothing answers (loopback, or the dns node of the lab network).
+    const file = variant('dns-timeout', (inv) => {
+      inv.dns.servers = [inv.dns.servers[0]!.replace(/:\d+$/, ':9')]
+    })
+    expect(readFileSync(file, 'utf8')).toMatch(/servers:\n\s+- [\d.]+:9\n/)
     const r = await labctl(['trivy', 'validate', '--config', file, '--json', '--only', 'dns'])
     expect(r.exitCode).toBe(3)
     const res = parseJson<Result>(r.stdout)
@@ -177,6 +189,29 @@ describe('trivy validate', () => {
     const res = parseJson<Result>(r.stdout)
     expect(byName(res, 'scan canary direct')).toMatchObject({ status: 'skip', detail: expect.stringMatching(/refusing to send the token over plain HTTP to 192\.0\.2\.10:4954/) })
     expect(byName(res, 'scan canary via HAProxy')!.status).toBe('pass')
+  })
+
+  it('the direct canary: plain HTTP on loopback or inside trivy.plainHttpNetworks (the lab /24), else skipped', async () => {
+    const inv = parse(readFileSync(sb.inventory, 'utf8')) as Inv
+    expect(new URL(inv.trivy.hosts[0]!.debugUrl).protocol).toBe('http:')
+    const offLoopback = inv.trivy.hosts[0]!.address !== '127.0.0.1'
+    // The lab network's inventory opts in to plain HTTP on its own /24 only.
+    if (offLoopback) expect(inv.trivy.plainHttpNetworks).toEqual([expect.stringMatching(/^198\.1[89]\.\d+\.0\/24$/)])
+    const withIt = await validate(['--only', 'scan'])
+    expect(byName(withIt.result, 'scan canary direct')).toMatchObject({ status: 'pass', detail: expect.stringMatching(/token accepted/) })
+    // Without the opt-in the token does not go over plain HTTP off loopback; the edge (HTTPS) still gets it.
+    const file = variant('no-plain-http', (i) => {
+      delete i.trivy.plainHttpNetworks
+    })
+    const r = await labctl(['trivy', 'validate', '--config', file, '--json', '--only', 'scan', '--scan-timeout', '8000'])
+    const res = parseJson<Result>(r.stdout)
+    if (offLoopback) {
+      expect(byName(res, 'scan canary direct')).toMatchObject({ status: 'skip', detail: expect.stringMatching(/refusing to send the token over plain HTTP to .*:4954 \(not loopback, and the inventory names no trivy\.plainHttpNetworks\)/) })
+    } else {
+      expect(byName(res, 'scan canary direct')!.status).toBe('pass')
+    }
+    expect(byName(res, 'scan canary via HAProxy')!.status).toBe('pass')
+    expect(r.stdout).not.toContain(token())
   })
 
   it('--only/--skip select checks; an unknown check name is a usage error', async () => {

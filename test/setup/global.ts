@@ -1,4 +1,5 @@
-// Starts one sandbox lab for the whole run, in throw-away XDG dirs, and stops it at the end.
+// Starts one sandbox lab for the whole run (the lab network, as `labctl sandbox up`; LABCTL_SANDBOX_NET=0 for
+// the loopback one), in throw-away XDG dirs, and stops it at the end.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
