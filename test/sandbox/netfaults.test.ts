@@ -81,11 +81,23 @@ describe('network faults (sandbox up --net)', () => {
     rmSync(root, { recursive: true, force: true })
   }, 180_000)
 
-  it.runIf(!sharedIsNet)('a network fault on the loopback sandbox is refused with one line, exit 1', async () => {
-    const r = await labctl(['sandbox', 'break', 'firewall-closed'])
-    expect(r.exitCode).toBe(1)
-    expect(String(r.stderr)).toMatch(/^labctl: error: fault firewall-closed needs the lab network; this sandbox runs on 127\.0\.0\.1\n\s+next: .*sandbox up --net/)
-  })
+  it('a network fault on a loopback sandbox is refused with one line, exit 1', async () => {
+    // The run's sandbox when it is the loopback one, else a private `sandbox up --loopback`.
+    const lroot = mkdtempSync(join(tmpdir(), 'labctl-netfaults-lo-'))
+    const lenv: NodeJS.ProcessEnv | undefined = sharedIsNet ? { XDG_CONFIG_HOME: join(lroot, 'config'), XDG_STATE_HOME: join(lroot, 'state'), LABCTL_SANDBOX_DIR: join(lroot, 'sb') } : undefined
+    try {
+      if (lenv) {
+        const up = await labctl(['sandbox', 'up', '--loopback'], { env: lenv, timeoutMs: 240_000 })
+        expect(up.exitCode, String(up.stderr)).toBe(0)
+      }
+      const r = await labctl(['sandbox', 'break', 'firewall-closed'], lenv ? { env: lenv } : {})
+      expect(r.exitCode).toBe(1)
+      expect(String(r.stderr)).toMatch(/^labctl: error: fault firewall-closed needs the lab network; this sandbox runs on 127\.0\.0\.1\n\s+next: .*sandbox up --net/)
+    } finally {
+      if (lenv) await labctl(['sandbox', 'down'], { env: lenv, timeoutMs: 120_000 })
+      rmSync(lroot, { recursive: true, force: true })
+    }
+  }, 300_000)
 
   it('bad arguments: link-down without a node, a node for another fault, --after out of bounds (exit 2)', async () => {
     for (const args of [['link-down'], ['link-down', 'nowhere'], ['edge-down', 'edge'], ['ssh-cut', '--after', '11m'], ['ssh-cut', '--after', 'soon'], ['dns-down', '--after', '1s']]) {
