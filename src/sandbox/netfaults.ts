@@ -2,13 +2,14 @@
 // server down, a firewall rule between the edge and the listener, SSH to trivy-0 cut after a delay.
 // Each is a real change in the lab's namespaces (links, processes, nftables), undone by heal.
 import { writeFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { LabctlError, UsageError, oneLine } from '../errors.js'
 import { httpRequest, labAgent } from '../net/http.js'
 import { SANDBOX_NAMES, sandboxPaths, type SandboxState } from './layout.js'
 import { NODES, type NodeName } from './netns.js'
-import { isAlive, spawnDaemon, stopProcess, waitFor } from './proc.js'
+import { isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from './proc.js'
 
 /** The network faults and what each does; they need the lab network. */
 export const NET_FAULTS = {
@@ -149,6 +150,13 @@ export async function healNet(state: SandboxState, healed: string[], all: boolea
   if (has('firewall-closed')) await deleteTable(trivyNs, FAULT_TABLE)
   if (has('dns-down') && !(state.pids.dns && isAlive(state.pids.dns))) await deps.restart('dns', state)
   if (has('edge-down') && !(state.pids.haproxy && isAlive(state.pids.haproxy))) await deps.restart('haproxy', state)
-  // After a link or a rule comes back, HAProxy marks the backend up one health-check round later.
-  if (has('link-down') || has('firewall-closed')) await waitFor(() => deps.edgeHealthy(state), 15_000, 250)
+  // After a link or a rule comes back, the neighbours relearn the address and HAProxy marks the backend up
+  // again (rise 2 at 2 s): wait for both, bounded, so the next check sees the lab as it was.
+  if (has('link-down') || has('firewall-closed')) {
+    const trivy = net.nodes['trivy-0'].address
+    const ok = async (): Promise<boolean> => (await portOpen(state.ports.trivy, trivy, 1000)) && (await deps.edgeHealthy(state))
+    // Stable, not just once: health checks that failed while the link was down can still mark the server
+    // down (fall 3 at 2 s) right after it came back, so it must still answer 6 s later.
+    await waitFor(async () => (await ok()) && (await sleep(6000).then(ok)), 45_000, 250)
+  }
 }

@@ -114,7 +114,7 @@ describe('network faults (sandbox up --net)', () => {
     const validate = async () => {
       const r = await run(['trivy', 'validate', '--lab', 'sandbox', '--json', '--only', 'dns,tls,healthz', '--timeout', '3000'])
       const checks = parseJson<{ checks: Array<{ name: string; status: string; detail: string }> }>(String(r.stdout)).checks
-      return { code: r.exitCode, get: (name: string) => checks.find((c) => c.name === name) }
+      return { code: r.exitCode, failed: checks.filter((c) => c.status === 'fail').map((c) => `${c.name}: ${c.detail}`).join('; '), get: (name: string) => checks.find((c) => c.name === name) }
     }
     const breakHeal = async (fault: string[], see: () => Promise<void>) => {
       const b = await run(['sandbox', 'break', ...fault])
@@ -125,7 +125,8 @@ describe('network faults (sandbox up --net)', () => {
         const h = await run(['sandbox', 'heal'])
         expect(h.exitCode, String(h.stderr)).toBe(0)
       }
-      expect((await validate()).code).toBe(0)
+      const after = await validate()
+      expect(after.code, `after heal of ${fault.join(' ')}: ${after.failed}`).toBe(0)
     }
     await breakHeal(['link-down', 'trivy-0'], async () => {
       const v = await validate()
