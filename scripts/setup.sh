@@ -32,6 +32,12 @@ want curl             curl
 want prometheus       promtool   # promtool (alert rule tests) and the lab's Prometheus
 want nftables         nft /usr/sbin/nft
 want golang-go        go /usr/local/go/bin/go
+# The sandbox VM (`labctl sandbox vm up`): its image, QEMU, its disk overlay and its NoCloud seed.
+want debootstrap      debootstrap /usr/sbin/debootstrap
+want qemu-system-x86  qemu-system-x86_64
+want qemu-utils       qemu-img
+want genisoimage      genisoimage
+want e2fsprogs        mkfs.ext4 /usr/sbin/mkfs.ext4
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_pkgs[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo

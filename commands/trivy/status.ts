@@ -11,7 +11,7 @@ const dur = (s?: number): string => (s === undefined ? '?' : s >= 86400 ? `${Mat
 
 export default class TrivyStatus extends LabctlCommand<StatusResult> {
   static override summary = 'Show the Trivy service on each scanner host: unit state, PID, uptime, restarts, listener, installed vs pinned and running version.'
-  static override description = describe('Reads `systemctl show`, `trivy --version` and `ss` over one SSH connection per host, and /version over HTTP. Exit 3 when a host is not healthy.')
+  static override description = describe('Reads `systemctl show`, `trivy --version`, `ss` and `systemd-analyze security` (exposure of the unit: 0 best … 10 worst) over one SSH connection per host, and /version over HTTP. Exit 3 when a host is not healthy.')
   static override examples = ['<%= config.bin %> trivy status --lab sandbox', '<%= config.bin %> trivy status --host trivy-0 --json']
   static override flags = { ...sshFlags, timeout: Flags.integer({ summary: 'Timeout per step in milliseconds.', default: 15_000, min: 100, max: LIMITS.timeoutMs.max }) }
 
@@ -26,6 +26,7 @@ export default class TrivyStatus extends LabctlCommand<StatusResult> {
       this.log(`      unit       ${loaded.inventory.trivy.serviceName}: ${u.active} (${u.sub}), ${u.enabled}, main PID ${u.mainPid || '-'}, up ${dur(u.uptimeSeconds)}, ${u.restarts} restarts`)
       this.log(`      listening  ${h.listening.join(', ') || '-'}`)
       this.log(`      installed  trivy ${h.installed ?? '-'} (pin ${h.pinned}${h.versionMatchesPin ? ', matches' : ', DRIFT'})`)
+      this.log(`      hardening  ${h.security ? `systemd-analyze security: exposure ${h.security.exposure} (${h.security.rating})` : '- (no systemd-analyze on the host)'}`)
       this.log(`      server     ${h.server ? `${h.server.version}, DB ${h.server.db ? `updated ${h.server.db.updatedAt}` : 'MISSING'}` : h.serverError}`)
       for (const p of h.problems) this.log(`      problem    ${p}`)
     }

@@ -209,7 +209,10 @@ export function haproxyEdgePart(state: SandboxState, p: SandboxPaths): string {
   const inv = sandboxInventoryParsed(state, p)
   // Its metrics frontend on the edge machine (loopback sandbox: a socket in the state dir, no port to pick).
   const metricsBind = state.net ? `${componentAddr(state, 'haproxy')}:8405` : join(p.dir, 'edge-metrics.sock')
-  return renderHaproxy(inv, inv.trivy.hosts, { metricsBind })
+  // Machines that joined the lab after up (the QEMU VM) are more servers of the same backend.
+  const base = inv.trivy.hosts[0]!
+  const joined = (state.edgeServers ?? []).map((e) => ({ ...base, name: e.name, fqdn: e.name, aliases: [], address: e.address, listen: `0.0.0.0:${e.port}` }))
+  return renderHaproxy(inv, [...inv.trivy.hosts.filter((h) => !joined.some((j) => j.name === h.name)), ...joined], { metricsBind })
 }
 
 async function startComponent(name: ServiceName, state: SandboxState, p: SandboxPaths, tools: Tools, opts: { pkgMode?: 'die-midway' } = {}): Promise<number> {

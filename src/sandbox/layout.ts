@@ -61,6 +61,8 @@ export type SandboxState = {
   sshCutPid?: number
   /** Started with `--net`: every machine is a network namespace on the lab's own /24 (see netns.ts). */
   net?: NetState
+  /** Scanner hosts besides trivy-0 that the edge fronts too (the sandbox VM trivy-vm, `sandbox vm up`). */
+  edgeServers?: Array<{ name: string; address: string; port: number }>
   /** The registry serves HTTPS with a certificate of the sandbox CA (the lab network, once its content is pushed). */
   registryTls?: boolean
 }

@@ -30,7 +30,15 @@ export type HostStatus = {
   versionMatchesPin: boolean
   server?: { version: string; db?: { updatedAt: string; nextUpdate?: string; downloadedAt?: string } }
   serverError?: string
+  /** The unit's sandboxing as the host's real systemd judges it (`systemd-analyze security`): 0 best … 10 worst. */
+  security?: { exposure: number; rating: string }
   problems: string[]
+}
+
+/** `→ Overall exposure level for trivy-server.service: 3.1 OK 🙂` → { exposure: 3.1, rating: 'OK' }. */
+export function parseExposure(text: string): { exposure: number; rating: string } | undefined {
+  const m = /Overall exposure level for \S+:\s*(\d+(?:\.\d+)?)\s+([A-Z]+)/.exec(text)
+  return m ? { exposure: Number(m[1]), rating: m[2]! } : undefined
 }
 
 /** Parses `systemctl show -p A,B,…` output (KEY=VALUE lines). */
@@ -103,6 +111,8 @@ env ${quietTrivyAssignments().join(' ')} trivy --version 2>/dev/null | sed -n 's
 echo "@@listen"
 pid=$(systemctl show "$svc" -p MainPID --value 2>/dev/null)
 if [ -n "$pid" ] && [ "$pid" != 0 ] && command -v ss >/dev/null; then ss -ltnpH 2>/dev/null | grep "pid=$pid," | awk '{print $4}'; fi
+echo "@@security"
+if command -v systemd-analyze >/dev/null 2>&1; then systemd-analyze security --no-pager "$svc" 2>/dev/null | grep 'Overall exposure level'; fi
 `
 
 export async function hostStatus(opts: HostOpOptions): Promise<HostStatus> {
@@ -132,6 +142,7 @@ export async function hostStatus(opts: HostOpOptions): Promise<HostStatus> {
     unit,
     listening: (s.listen ?? '').split('\n').map((l) => l.trim()).filter(Boolean),
     ...(installed ? { installed } : {}),
+    ...(parseExposure(s.security ?? '') ? { security: parseExposure(s.security ?? '')! } : {}),
     pinned,
     versionMatchesPin,
     problems,
