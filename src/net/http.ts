@@ -102,10 +102,13 @@ export function describeNetError(err: unknown, timeoutMs?: number): string {
   const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string; message?: string } }
   const code = e.cause?.code ?? e.code
   if (code === 'CHECK_TIMEOUT') return `${e.message ?? 'timed out'}: no answer (a hung server accepts connections and never replies)`
-  if (e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') {
+  // No TCP connection at all is not a hung server: the host is down or cut off, or a firewall drops the port.
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'no TCP connection (host unreachable or port filtered)'
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return `host unreachable (${code}: no route, or the host does not answer on its network)`
+  if (e.name === 'TimeoutError' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT') {
     return `timed out${timeoutMs ? ` after ${timeoutMs} ms` : ''}`
   }
-  if (code === 'ECONNREFUSED') return 'connection refused'
+  if (code === 'ECONNREFUSED') return 'connection refused (nothing listens on the port: service down)'
   if (code === 'ENOTFOUND') return oneLine(e.cause?.message ?? e.message ?? 'name not found')
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') return 'connection reset'
   return oneLine(`${code ? `${code}: ` : ''}${e.cause?.message ?? e.message ?? String(err)}`)

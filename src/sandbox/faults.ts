@@ -7,6 +7,7 @@ import { componentAddr, endpoint } from './nodes.js'
 import { buildHostDb, CACHE_DIR, hostExec, hostHasService, SERVICE, trivyPid, unitFile, writeHostEnv } from './host.js'
 import { isAlive, waitFor, portOpen } from './proc.js'
 import { findTools } from './prereqs.js'
+import { breakNet, healNet, isNetFault, NET_FAULTS } from './netfaults.js'
 
 const DAY = 86_400_000
 
@@ -26,6 +27,7 @@ export const FAULTS = {
   'disk-full': 'the cache dir /var/lib/trivy is on a small filesystem of its own, filled to ~99% (the DB copied in)',
   'version-drift': "the host's /usr/bin/trivy reports 0.73.0 (a wrapper around the real binary), not the pin",
   'pkg-source-down': 'the package source breaks off the next .deb download half-way and goes down (nothing answers after)',
+  ...NET_FAULTS,
 } as const
 export type Fault = keyof typeof FAULTS
 
@@ -96,12 +98,20 @@ async function requireService(state: SandboxState, f: Fault): Promise<void> {
   }
 }
 
-export async function breakSandbox(fault: string, dir = sandboxDir()): Promise<{ fault: Fault; description: string }> {
+export async function breakSandbox(fault: string, dir = sandboxDir(), opts: { node?: string; afterMs?: number } = {}): Promise<{ fault: Fault; description: string }> {
   if (!(fault in FAULTS)) throw new UsageError(`unknown fault "${fault}"`, { suggestion: `use one of: ${Object.keys(FAULTS).join(', ')}` })
   const f = fault as Fault
+  if (opts.node !== undefined && f !== 'link-down') throw new UsageError(`fault ${f} takes no node`, { suggestion: 'only link-down takes one, e.g. `labctl sandbox break link-down trivy-0`' })
+  if (opts.afterMs !== undefined && f !== 'ssh-cut') throw new UsageError(`fault ${f} takes no --after`, { suggestion: 'only ssh-cut has a delay, e.g. `labctl sandbox break ssh-cut --after 2s`' })
   const state = requireUp(dir)
   const p = sandboxPaths(dir)
   const tools = findTools()
+  if (isNetFault(f)) {
+    const description = await breakNet(state, f, opts, { edgeHealthy, stop: (name, s) => stopComponent(name, s) })
+    state.faults = [...new Set([...(state.faults ?? []), f])]
+    writeState(state)
+    return { fault: f, description }
+  }
   switch (f) {
     case 'wrong-token':
       await writeHostEnv(state, randomBytes(32).toString('base64url'))
@@ -191,6 +201,8 @@ export async function healSandbox(dir = sandboxDir(), opts: { all?: boolean } = 
   const all = opts.all === true
   const has = (...fs: Fault[]) => all || fs.some((f) => healed.includes(f))
   let restartTrivy = false
+  // The network first: with a link down or SSH cut, nothing below could reach trivy-0.
+  await healNet(state, healed, all, { edgeHealthy, restart: (name, s) => restartComponent(name, s, tools) })
   if (state.hungPid && isAlive(state.hungPid)) {
     try {
       process.kill(state.hungPid, 'SIGCONT')

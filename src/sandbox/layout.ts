@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { xdgDir } from '../paths.js'
-import type { NetState } from './netns.js'
+import type { NetState, NodeName } from './netns.js'
 
 /** The lab's names inside the sandbox; the shape mirrors the seed lab (trivy-0, private alias, public name). */
 export const SANDBOX_NAMES = {
@@ -55,6 +55,10 @@ export type SandboxState = {
   faults?: string[]
   /** PID of the stand-in that replaces Trivy during the "hung" fault. */
   hungPid?: number
+  /** Nodes whose link the link-down fault took down (their port on the lab's switch). */
+  linkDown?: NodeName[]
+  /** PID of the ssh-cut fault's timer (it loads the SSH drop rule into trivy-0's namespace when it fires). */
+  sshCutPid?: number
   /** Started with `--net`: every machine is a network namespace on the lab's own /24 (see netns.ts). */
   net?: NetState
   /** Scanner hosts besides trivy-0 that the edge fronts too (the sandbox VM trivy-vm, `sandbox vm up`). */

@@ -92,6 +92,32 @@ export function lostError(c: Conn, what: string): LabctlError {
 }
 
 /**
+ * P, or a rejection once the connection is lost before P settles: a request in flight when the connection
+ * dies (e.g. keepalive gives up on a cut link) can otherwise stay pending forever, and the run then ends
+ * with nothing reported.
+ */
+export function orLost<T>(c: Conn, p: Promise<T>, what: string): Promise<T> {
+  if (c.closed) {
+    p.catch(() => undefined)
+    return Promise.reject(lostError(c, what))
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onLost = (): void => reject(lostError(c, what))
+    c.client.once('close', onLost)
+    p.then(
+      (v) => {
+        c.client.removeListener('close', onLost)
+        resolve(v)
+      },
+      (e: unknown) => {
+        c.client.removeListener('close', onLost)
+        reject(e)
+      },
+    )
+  })
+}
+
+/**
  * Opens a connection to R (through JUMP when given). ONCLOSE runs when the connection closes, at any
  * time, so that the caller can forget it.
  */

@@ -3,7 +3,7 @@
 // enforced on the host), stdin carries secrets, stdout can be streamed, Ctrl-C kills the command.
 import type { ClientChannel } from 'ssh2'
 import { InterruptedError, LabctlError, oneLine } from '../errors.js'
-import { type Conn, lostError } from './connect.js'
+import { type Conn, lostError, orLost } from './connect.js'
 import { sudoFailure } from './failures.js'
 import { shellQuote } from './quote.js'
 
@@ -97,7 +97,7 @@ async function execChannel(c: Conn, command: string, shown: string, o: RunOption
   const maxBytes = o.maxOutputBytes ?? DEFAULT_MAX_OUTPUT
   d.log?.(`ssh: ${c.target.label}: ${shown}`)
   try {
-    const stream = await new Promise<ClientChannel>((resolve, reject) => {
+    const stream = await orLost(c, new Promise<ClientChannel>((resolve, reject) => {
       c.client.exec(command, (err, s) => {
         if (err) {
           reject(
@@ -109,7 +109,7 @@ async function execChannel(c: Conn, command: string, shown: string, o: RunOption
           )
         } else resolve(s)
       })
-    })
+    }), `before the command could start: ${shown}`)
     return await new Promise((resolve, reject) => {
       const out: Buffer[] = []
       const err: Buffer[] = []

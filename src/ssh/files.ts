@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
 import type { SFTPWrapper } from 'ssh2'
 import { LabctlError, oneLine } from '../errors.js'
-import type { Conn } from './connect.js'
+import { type Conn, orLost } from './connect.js'
 import { type ExecDefaults, runArgv, toRunResult } from './exec.js'
 
 export type WriteFileOptions = {
@@ -60,7 +60,7 @@ function promisify<T>(fn: (cb: (err: Error | undefined | null, v: T) => void) =>
 /** The connection's SFTP session, opened on first use and shared. */
 function sftp(c: Conn): Promise<SFTPWrapper> {
   if (!c.sftp) {
-    c.sftp = new Promise<SFTPWrapper>((resolve, reject) => {
+    c.sftp = orLost(c, new Promise<SFTPWrapper>((resolve, reject) => {
       c.client.sftp((err, s) => {
         if (err) {
           reject(
@@ -77,7 +77,7 @@ function sftp(c: Conn): Promise<SFTPWrapper> {
           resolve(s)
         }
       })
-    })
+    }), 'while opening SFTP')
     c.sftp.catch(() => {
       delete c.sftp
     })
@@ -175,14 +175,14 @@ export async function writeRemoteFile(c: Conn, path: string, content: string | B
   const s = await sftp(c)
   const notRoot = c.target.user !== 'root'
   const privileged = o.owner !== undefined || o.group !== undefined || (o.sudo === true && ctx.hostSudo && notRoot)
-  if (!privileged) return replaceOverSftp(c, s, path, buf, o.mode, keep)
+  if (!privileged) return orLost(c, replaceOverSftp(c, s, path, buf, o.mode, keep), `while writing ${path} over SFTP`)
   const timeoutMs = o.timeoutMs ?? 60_000
   const run = async (argv: string[], sudo: boolean, check: boolean) => toRunResult(c, argv, await runArgv(c, argv, { sudo, timeoutMs }, ctx), check)
   const tmpDir = (await run(['mktemp', '-d'], false, true)).stdout.trim()
   if (!tmpDir.startsWith('/')) throw new LabctlError(`mktemp -d on ${c.target.label} printed "${oneLine(tmpDir, 80)}"`, { code: 'SSH_SFTP_FAILED', suggestion: `check that /tmp on ${c.target.host} exists and is writable (mktemp -d)` })
   try {
     const staged = posix.join(tmpDir, 'content')
-    await sftpPut(s, staged, buf, 0o600).catch((err: unknown) => {
+    await orLost(c, sftpPut(s, staged, buf, 0o600), `while writing ${staged} over SFTP`).catch((err: unknown) => {
       throw sftpError(err, c, 'write', staged)
     })
     const mode = o.mode.toString(8).padStart(4, '0')
@@ -215,7 +215,7 @@ export async function readRemoteFile(c: Conn, path: string, o: ReadFileOptions, 
     return res.stdout
   }
   const s = await sftp(c)
-  return promisify<Buffer>((cb) => s.readFile(path, cb)).catch((err: unknown) => {
+  return orLost(c, promisify<Buffer>((cb) => s.readFile(path, cb)), `while reading ${path} over SFTP`).catch((err: unknown) => {
     throw sftpError(err, c, 'read', path)
   })
 }

@@ -18,7 +18,10 @@ export function inspectTls(opts: { address: string; port: number; servername: st
   const ca = opts.caFile ? readBoundedText(opts.caFile, 'ca-bundle') : undefined
   return new Promise((resolve, reject) => {
     const sock = connect({ host: opts.address, port: opts.port, servername: opts.servername, rejectUnauthorized: false, ...(ca ? { ca } : {}) })
-    sock.setTimeout(opts.timeoutMs, () => sock.destroy(Object.assign(new Error(`TLS handshake timed out after ${opts.timeoutMs} ms`), { code: 'ETIMEDOUT' })))
+    sock.setTimeout(opts.timeoutMs, () =>
+      // Still connecting: no TCP answer at all (unreachable, filtered), which is not a stalled handshake.
+      sock.destroy(sock.connecting ? Object.assign(new Error('no TCP connection'), { code: 'UND_ERR_CONNECT_TIMEOUT' }) : Object.assign(new Error(`TLS handshake timed out after ${opts.timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+    )
     sock.once('error', reject)
     sock.once('secureConnect', () => {
       const cert = sock.getPeerCertificate() as PeerCertificate

@@ -71,7 +71,9 @@ export function planChecks(opts: ValidateOptions): {
   const scanTimeoutMs = opts.scanTimeoutMs ?? 60_000
   const dnsServers = inv.dns.servers
   const caFile = trivyCaFile(opts.loaded)
-  const agent = trivyAgent(opts.loaded, { connectTimeoutMs: timeoutMs })
+  // The TCP connect gives up before the check's deadline, so a host that never answers a SYN (down, cut off,
+  // filtered) is told apart from a server that accepts and never replies (hung).
+  const agent = trivyAgent(opts.loaded, { connectTimeoutMs: Math.max(300, Math.floor((timeoutMs * 2) / 3)) })
   const publicUrl = new URL(inv.trivy.publicUrl)
   const wanted = (c: CheckName): boolean => (!opts.only?.length || opts.only.includes(c)) && !opts.skip?.includes(c)
   const warnings: string[] = []
@@ -170,7 +172,7 @@ export function planChecks(opts: ValidateOptions): {
         const a = await resolveName(publicUrl.hostname, dnsServers, inv.dns.timeoutMs)
         const address = a.status === 'ok' ? a.addresses[0]! : publicUrl.hostname
         const port = Number(publicUrl.port || 443)
-        const t = await inspectTls({ address, port, servername: publicUrl.hostname, caFile, timeoutMs })
+        const t = await inspectTls({ address, port, servername: publicUrl.hostname, caFile, timeoutMs: Math.max(300, Math.floor((timeoutMs * 2) / 3)) })
         const when = t.validTo.toISOString().slice(0, 10)
         const renew = `renew the certificate on the HAProxy edge, or run \`${RUNBOOK('tls-cert-expiry')}\``
         if (t.authorizationError === 'CERT_HAS_EXPIRED' || t.daysLeft < 0) return fail(`certificate for ${t.subject} expired on ${when}`, renew)
