@@ -2,20 +2,16 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { execa } from 'execa'
-import { Agent, request } from 'undici'
 import { stringify } from 'yaml'
 import { LabctlError, errorMessage, oneLine } from '../errors.js'
 import { labsDir } from '../paths.js'
 import { writePrivateFile } from '../private-file.js'
-import { httpRequest, labAgent } from '../net/http.js'
-import { haproxyFrontendRules, renderHaproxy } from '../trivy/install-render.js'
-import type { CertOptions } from './tls.js'
 import { findTools, type Tools } from './prereqs.js'
-import { freePorts, isAlive, portOpen, spawnDaemon, stopProcess, waitFor } from './proc.js'
-import { ensureKeys, provisionHost, seedHostForInstall, SERVICE, startHost, stopHost, systemctl, trivyPid, writeKnownHosts } from './host.js'
-import { ensureTrivyDeb, packageRoot, PKG_SERVER, sandboxPackageUrl } from './pkgsource.js'
-import { NODES, netDown, netUp, requireNetCapable, type NodeName } from './netns.js'
-import { COMPONENT_NODE, componentAddr, endpoint, NET_PORTS, nodeAddr, onNode, reachable } from './nodes.js'
+import { freePorts, isAlive, portOpen, stopProcess } from './proc.js'
+import { ensureKeys, provisionHost, seedHostForInstall, SERVICE, stopHost, trivyPid, writeKnownHosts } from './host.js'
+import { ensureTrivyDeb, packageRoot } from './pkgsource.js'
+import { NODES, netDown, netUp, requireNetCapable } from './netns.js'
+import { componentAddr, endpoint, NET_PORTS, nodeAddr, onNode, reachable } from './nodes.js'
 import {
   COMPONENTS,
   SANDBOX_NAMES,
@@ -33,302 +29,19 @@ import {
 } from './layout.js'
 
 import { REDIS_PORT, startRedis, stopRedis } from './redis.js'
-import { edgeSocket, startEdgeSsh, stopEdgeSsh } from './edge-ssh.js'
+import { startEdgeSsh, stopEdgeSsh } from './edge-ssh.js'
 import { DB_MIRROR_REPO, JENKINS_CREDENTIAL, JENKINS_USER, sandboxInventory, sandboxInventoryParsed } from './inventory.js'
 export { DB_MIRROR_REPO, JENKINS_CREDENTIAL, JENKINS_USER, firewallAllowlist, sandboxInventory } from './inventory.js'
 
-export type ComponentStatus = { name: ServiceName; pid?: number; port: number; running: boolean; healthy: boolean; detail: string; /** the lab node it runs on (--net) */ node?: NodeName; address?: string }
-/** A machine of the lab network (`sandbox up --net`): its namespace and address. */
-export type NodeStatus = { name: NodeName; address: string; namespace: string; parts: ServiceName[] }
-export type SandboxStatus = {
-  up: boolean
-  dir: string
-  /** Started with --bare: the scanner host has no trivy until `labctl trivy install` (trivy is not required for `up`). */
-  bare?: boolean
-  inventory?: string
-  components: ComponentStatus[]
-  /** The loopback package source serving the trivy .deb release-style (trivy.packageUrl in the inventory). */
-  packageServer?: ComponentStatus
-  /** With --net: the Jenkins stand-in (credentials plugin) on the jenkins node, seeded with the sandbox token. */
-  jenkins?: ComponentStatus
-  registry?: string
-  image?: string
-  /** With --net: the lab's /24, the workstation's address on it and every node. */
-  network?: { subnet: string; workstation: string; link: string; nodes: NodeStatus[] }
-  /** With `--cache redis`: the shared scan cache on the redis node. */
-  redis?: { address: string; port: number; running: boolean; pid?: number }
-}
+export { sandboxStatus, type ComponentStatus, type NodeStatus, type SandboxStatus } from './status.js'
+export { JENKINS_AGENT_PORT, dnsmasqArgs, edgeHealthy, haproxyConfig, haproxyEdgePart, restartComponent, stopComponent, writeServerCert } from './components.js'
+import { sandboxStatus, type SandboxStatus } from './status.js'
+import { JENKINS_AGENT_PORT, restartComponent, stopComponent, writeServerCert } from './components.js'
 export type SandboxUpResult = SandboxStatus & { changed: boolean; durationMs: number }
 export type SandboxDownResult = { dir: string; stopped: Array<ComponentName | 'jenkins' | 'network' | 'redis' | 'edge-sshd'>; leftover: string[] }
 
 type Progress = (message: string) => void
 
-async function httpOk(url: string, expect?: string): Promise<boolean> {
-  const res = await request(url, { headersTimeout: 1000, bodyTimeout: 1000 })
-  const body = await res.body.text()
-  return res.statusCode === 200 && (expect === undefined || body.trim() === expect)
-}
-
-async function healthy(name: ServiceName, state: SandboxState): Promise<boolean> {
-  if (!reachable(state)) return false
-  const port = state.ports[name]
-  const at = endpoint(state, name)
-  switch (name) {
-    case 'pkg':
-      return port ? httpOk(`http://${at}/v${state.trivyVersion}/trivy_${state.trivyVersion}_checksums.txt`).catch(() => false) : false
-    case 'trivy':
-      return httpOk(`http://${at}/healthz`, 'ok').catch(() => false)
-    case 'registry':
-      if (state.registryTls) {
-        const agent = new Agent({ connect: { ca: readFileSync(sandboxPaths(state.dir).caCert, 'utf8'), timeout: 1000 } })
-        try {
-          const res = await request(`https://${at}/v2/`, { dispatcher: agent, headersTimeout: 1000, bodyTimeout: 1000 })
-          await res.body.text()
-          return res.statusCode === 200
-        } catch {
-          return false
-        } finally {
-          await agent.close()
-        }
-      }
-      return httpOk(`http://${at}/v2/`).catch(() => false)
-    default:
-      return port ? portOpen(port, componentAddr(state, name)) : false
-  }
-}
-
-export async function sandboxStatus(dir = sandboxDir()): Promise<SandboxStatus> {
-  const state = readState(dir)
-  if (!state) return { up: false, dir, components: [] }
-  const one = async (name: ServiceName): Promise<ComponentStatus> => {
-    const pid = name === 'trivy' ? trivyPid(sandboxPaths(dir)) : state.pids[name]
-    const port = state.ports[name] ?? 0
-    const running = isAlive(pid)
-    const ok = running && (await healthy(name, state))
-    const at = endpoint(state, name)
-    let detail = !running ? 'not running' : ok ? `listening on ${at}${state.net ? ` (node ${COMPONENT_NODE[name]})` : ''}` : `running but not answering on ${at}`
-    if (!reachable(state)) detail = `the lab network ${state.net?.subnet ?? ''} is gone (run \`labctl sandbox down\`)`
-    if (name === 'trivy' && state.bare && !running) detail = 'not installed or not running (bare host: `labctl trivy install --lab sandbox`)'
-    return { name, ...(pid ? { pid } : {}), port, running, healthy: ok, detail, ...(state.net ? { node: COMPONENT_NODE[name], address: componentAddr(state, name) } : {}) }
-  }
-  const [components, packageServer, jenkins] = await Promise.all([
-    Promise.all(COMPONENTS.map(one)),
-    state.ports.pkg ? one('pkg') : Promise.resolve(undefined),
-    state.ports.jenkins ? one('jenkins') : Promise.resolve(undefined),
-  ])
-  // On a bare sandbox the Trivy service is what `labctl trivy install` adds: not needed for "up".
-  const required = components.filter((c) => !(state.bare && c.name === 'trivy'))
-  return {
-    up: required.every((c) => c.healthy) && (packageServer?.healthy ?? true) && (jenkins?.healthy ?? true) && (!state.redis || isAlive(state.redis.pid)),
-    dir,
-    ...(state.bare ? { bare: true } : {}),
-    inventory: state.inventoryPath,
-    components,
-    ...(packageServer ? { packageServer } : {}),
-    ...(jenkins ? { jenkins } : {}),
-    registry: endpoint(state, 'registry'),
-    image: `${endpoint(state, 'registry')}/${state.image}`,
-    ...(state.net ? { network: networkStatus(state) } : {}),
-    ...(state.redis ? { redis: { address: state.redis.address, port: state.redis.port, running: isAlive(state.redis.pid), ...(state.redis.pid ? { pid: state.redis.pid } : {}) } } : {}),
-  }
-}
-
-function networkStatus(state: SandboxState): NonNullable<SandboxStatus['network']> {
-  const net = state.net!
-  const parts = (node: NodeName): ServiceName[] => (Object.keys(COMPONENT_NODE) as ServiceName[]).filter((c) => COMPONENT_NODE[c] === node)
-  return {
-    subnet: net.subnet,
-    workstation: net.workstation,
-    link: net.link,
-    nodes: NODES.map((n) => ({ name: n, address: net.nodes[n].address, namespace: net.nodes[n].ns, parts: parts(n) })),
-  }
-}
-
-function logTail(p: SandboxPaths, name: string): string {
-  const file = join(p.logs, `${name}.log`)
-  try {
-    const lines = readFileSync(file, 'utf8').trim().split('\n')
-    return oneLine(lines.slice(-3).join(' | '), 400)
-  } catch {
-    return 'no log'
-  }
-}
-
-
-export function dnsmasqArgs(state: SandboxState, p: SandboxPaths): string[] {
-  const args = [
-    '--keep-in-foreground',
-    '--conf-file=/dev/null',
-    '--no-resolv',
-    '--no-hosts',
-    '--no-poll',
-    '--bind-interfaces',
-    `--listen-address=${componentAddr(state, 'dns')}`,
-    `--port=${state.ports.dns}`,
-    `--local=/${SANDBOX_NAMES.domain}/`,
-    '--user=root',
-    '--pid-file=',
-    `--log-facility=${join(p.logs, 'dnsmasq-queries.log')}`,
-  ]
-  for (const r of state.dnsRecords) {
-    if (r.cname) args.push(`--cname=${r.name},${r.cname}`)
-    else if (r.address) args.push(`--host-record=${r.name},${r.address}`)
-  }
-  return args
-}
-
-/**
- * The edge VM's own HAProxy config: global, defaults and the TLS frontend for the public name, with the
- * frontend rules of `labctl trivy install --haproxy` pasted in (as its output says to); the backend comes
- * from that same renderer, loaded next to it as is (haproxyEdgePart).
- */
-export function haproxyConfig(state: SandboxState, p: SandboxPaths): string {
-  const inv = sandboxInventoryParsed(state, p)
-  return `# generated by labctl sandbox: TLS edge for ${SANDBOX_NAMES.publicName}, as the lab's HAProxy edge VM
-# (the backend is in ${edgePartFile(p)}, rendered by \`labctl trivy install --haproxy\`)
-global
-  maxconn 256
-  pidfile ${join(p.dir, 'haproxy.pid')}
-  # the runtime API, reached over SSH to this machine (the inventory's edge: section)
-  stats socket ${edgeSocket(p)} mode 600 level admin
-
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 120s
-  timeout http-request 10s
-
-frontend fe_https
-  bind ${endpoint(state, 'haproxy')} ssl crt ${p.publicPem}
-${haproxyFrontendRules(inv).map((l) => `  ${l}`).join('\n')}
-  default_backend be_no_site
-
-backend be_no_site
-  http-request return status 404 content-type text/plain string "no such site"
-`
-}
-
-const edgePartFile = (p: SandboxPaths): string => join(p.dir, 'trivy-edge.cfg')
-
-/** The Trivy part of the edge, exactly as `labctl trivy install --haproxy FILE` renders it for the sandbox inventory. */
-export function haproxyEdgePart(state: SandboxState, p: SandboxPaths): string {
-  const inv = sandboxInventoryParsed(state, p)
-  // Its metrics frontend on the edge machine (loopback sandbox: a socket in the state dir, no port to pick).
-  const metricsBind = state.net ? `${componentAddr(state, 'haproxy')}:8405` : join(p.dir, 'edge-metrics.sock')
-  // Machines that joined the lab after up (the QEMU VM) are more servers of the same backend.
-  const base = inv.trivy.hosts[0]!
-  const joined = (state.edgeServers ?? []).map((e) => ({ ...base, name: e.name, fqdn: e.name, aliases: [], address: e.address, listen: `0.0.0.0:${e.port}` }))
-  return renderHaproxy(inv, [...inv.trivy.hosts.filter((h) => !joined.some((j) => j.name === h.name)), ...joined], { metricsBind })
-}
-
-async function startComponent(name: ServiceName, state: SandboxState, p: SandboxPaths, tools: Tools, opts: { pkgMode?: 'die-midway' } = {}): Promise<number> {
-  const log = join(p.logs, `${name}.log`)
-  switch (name) {
-    case 'jenkins':
-      // The stand-in reads its seed (its API user and the credential holding the sandbox token) from a 0600 file.
-      return spawnDaemon(
-        ...onNode(state, 'jenkins', process.execPath, [join(projectRoot(), 'test', 'standins', 'jenkins-node.mjs'), componentAddr(state, 'jenkins'), String(state.ports.jenkins), p.jenkinsSeed, String(JENKINS_AGENT_PORT)]),
-        {
-        log,
-        cwd: projectRoot(),
-      })
-    case 'pkg':
-      return spawnDaemon(...onNode(state, 'registry', process.execPath, ['-e', PKG_SERVER, packageRoot(), String(state.ports.pkg), opts.pkgMode ?? 'normal', componentAddr(state, 'pkg')]), { log })
-    case 'registry':
-      writeFileSync(
-        p.registryCfg,
-        stringify({
-          version: 0.1,
-          log: { level: 'warn' },
-          storage: { filesystem: { rootdirectory: p.registryData }, delete: { enabled: true } },
-          // On its own machine the registry also answers on that machine's loopback (labfixtures pushes there).
-          http: {
-            addr: state.net ? `:${state.ports.registry}` : endpoint(state, 'registry'),
-            ...(state.registryTls ? { tls: { certificate: p.registryCert, key: p.registryKey } } : {}),
-          },
-        }),
-      )
-      return spawnDaemon(...onNode(state, 'registry', tools.registry, ['serve', p.registryCfg]), { log })
-    case 'dns':
-      return spawnDaemon(...onNode(state, 'dns', tools.dnsmasq, dnsmasqArgs(state, p)), { log })
-    case 'host':
-      return startHost(state, p)
-    case 'trivy':
-      // On the host, under the systemd stand-in; the token is in its EnvironmentFile, never argv.
-      await systemctl(state, 'start', SERVICE)
-      return trivyPid(p) ?? 0
-    case 'haproxy':
-      writeFileSync(p.haproxyCfg, haproxyConfig(state, p))
-      writeFileSync(edgePartFile(p), haproxyEdgePart(state, p))
-      await execa(tools.haproxy, ['-c', '-f', p.haproxyCfg, '-f', edgePartFile(p)], { timeout: 10_000 }).catch((err: { stderr?: string }) => {
-        const alerts = (err.stderr ?? '').split('\n').filter((l) => l.includes('ALERT')).join(' ')
-        throw new LabctlError(`generated HAProxy config ${p.haproxyCfg} is invalid: ${oneLine(alerts)}`, { suggestion: 'this is a labctl bug; report it' })
-      })
-      return spawnDaemon(...onNode(state, 'edge', tools.haproxy, ['-db', '-f', p.haproxyCfg, '-f', edgePartFile(p)]), { log })
-  }
-}
-
-/** (Re)starts one component and waits until it answers. Used by `up` and by fault drills. */
-export async function restartComponent(name: ServiceName, state: SandboxState, tools = findTools(), opts: { wait?: boolean; pkgMode?: 'die-midway' } = {}): Promise<void> {
-  const p = sandboxPaths(state.dir)
-  if (name === 'trivy') await systemctl(state, 'stop', SERVICE).catch(() => undefined)
-  else if (name === 'host') await stopHost(state, p)
-  else await stopProcess(state.pids[name])
-  const pid = await startComponent(name, state, p, tools, opts.pkgMode ? { pkgMode: opts.pkgMode } : {})
-  state.pids[name] = pid
-  writeState(state)
-  if (opts.wait === false) return
-  let ok = await waitFor(() => healthy(name, state), 20_000)
-  // After a Trivy restart HAProxy needs a health-check round to mark the backend up again.
-  if (ok && name === 'trivy' && isAlive(state.pids.haproxy)) ok = await waitFor(() => edgeHealthy(state), 10_000)
-  if (!ok) {
-    throw new LabctlError(`sandbox ${name} did not become healthy on ${endpoint(state, name)}: ${logTail(p, name)}`, {
-      suggestion: `see ${join(p.logs, `${name}.log`)}; then \`labctl sandbox down && labctl sandbox up\``,
-    })
-  }
-}
-
-/** What the TLS edge answers for /healthz by the public name within 1 s: its status and body, or undefined (no answer). */
-async function edgeAnswer(state: SandboxState): Promise<{ status: number; body: string } | undefined> {
-  if (!reachable(state)) return undefined
-  const p = sandboxPaths(state.dir)
-  const agent = labAgent({ dnsServers: [endpoint(state, 'dns')], dnsTimeoutMs: 1000, caFile: p.caCert, connectTimeoutMs: 1000 })
-  try {
-    return await httpRequest(`https://${SANDBOX_NAMES.publicName}:${state.ports.haproxy}/healthz`, { dispatcher: agent, timeoutMs: 1000 })
-  } catch {
-    return undefined
-  } finally {
-    await agent.close()
-  }
-}
-
-/** HAProxy's view of the backend: /healthz through the TLS edge, by the public name, answers ok. */
-export async function edgeHealthy(state: SandboxState): Promise<boolean> {
-  const a = await edgeAnswer(state)
-  return a?.status === 200 && a.body.trim() === 'ok'
-}
-
-export async function stopComponent(name: ServiceName, state: SandboxState): Promise<void> {
-  if (name === 'trivy') await systemctl(state, 'stop', SERVICE).catch(() => undefined)
-  else if (name === 'host') await stopHost(state, sandboxPaths(state.dir))
-  else await stopProcess(state.pids[name])
-  delete state.pids[name]
-  writeState(state)
-  // The edge's health checks (install's backend: fall 3 at 2 s) mark the server down within ~6 s; until then
-  // HAProxy still retries the dead server. Stopped means what a client sees: the edge's 503 (bounded wait).
-  if (name === 'trivy' && isAlive(state.pids.haproxy)) await waitFor(async () => (await edgeAnswer(state))?.status === 503, 15_000)
-}
-
-export async function writeServerCert(p: SandboxPaths, opts: CertOptions): Promise<void> {
-  const ca = { certPem: readFileSync(p.caCert, 'utf8'), keyPem: readFileSync(p.caKey, 'utf8') }
-  const { issueServerCert } = await import('./tls.js')
-  const cert = await issueServerCert(ca, opts)
-  writePrivateFile(p.publicPem, `${cert.certPem}${cert.keyPem}`)
-}
-
-/** Jenkins' inbound-agent port on the jenkins node: the channel a build's credential binding comes over. */
-export const JENKINS_AGENT_PORT = 50000
 
 /**
  * The agent node's build (test/standins/agent-build.mjs): bind the Jenkins credential, then scan the test

@@ -85,7 +85,7 @@ async function registerInLab(dir: string, vm: { name: string; fqdn: string; addr
   if (JSON.stringify(state.edgeServers) !== edgeBefore) changed.push('haproxy')
   if (!changed.length) return []
   writeState(state)
-  const { restartComponent } = await import('../index.js')
+  const { restartComponent } = await import('../components.js')
   for (const part of changed) if (isAlive(state.pids[part])) await restartComponent(part, state)
   return changed.map((p) => (p === 'dns' ? `dns record ${fqdn}` : `edge server ${name}`))
 }
