@@ -6,6 +6,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse } from 'yaml'
+import { Agent } from 'undici'
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { loadAuth } from '../../src/db/auth.js'
 import { mirror } from '../../src/db/mirror.js'
@@ -20,6 +21,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'labctl-dbload-'))
 const CACHE = '/var/lib/trivy'
 let versionUrl: string
 let registry: string
+let sandboxCa: string
 const fixtures = ['alpine', 'vulnerability', 'data-source'].map((f) => join(ROOT, 'test/fixtures/db', `${f}.yaml`)).join(',')
 
 const serverUpdatedAt = async (): Promise<string | undefined> => {
@@ -49,7 +51,9 @@ const sha = (file: string): string => createHash('sha256').update(readFileSync(f
 
 beforeAll(() => {
   const inv = parse(readFileSync(sb.inventory, 'utf8'))
-  versionUrl = `http://127.0.0.1:${new URL(inv.trivy.hosts[0].debugUrl).port}/version`
+  // The debug URL's name is in the lab's DNS, not the system resolver: its address directly.
+  versionUrl = `http://${inv.trivy.hosts[0].address}:${new URL(inv.trivy.hosts[0].debugUrl).port}/version`
+  sandboxCa = readFileSync(inv.trivy.caBundle, 'utf8')
   registry = String(inv.trivy.dbRepositories[0]).split('/')[0]!
 })
 
@@ -123,6 +127,8 @@ describe('trivy db load', () => {
       dryRun: false,
       timeoutMs: 10_000,
       auth: loadAuth({}),
+      // the sandbox registry speaks HTTPS with the sandbox CA on the lab network
+      sourceDispatcher: new Agent({ connect: { ca: sandboxCa } }),
     })
     const r = await labctl(['trivy', 'db', 'load', '--lab', 'sandbox', '--from-dir', layout, '--yes', '--json'], { timeoutMs: 120_000 })
     expect(r.exitCode, r.stdout + r.stderr).toBe(0)

@@ -1,21 +1,23 @@
-// `trivy db status` against the sandbox: the real Trivy server, its metadata over SSH, and the sandbox's
-// registry as the lab mirror (it holds aquasec/trivy-db:2 built by labfixtures). Fresh, stale server
-// behind a fresh mirror, and stale mirror are told apart.
+// `trivy db status` against the sandbox: the real Trivy server, its metadata over SSH, and a registry of
+// the test's own on loopback as the lab mirror (a fresh aquasec/trivy-db:2 built by labfixtures; the
+// sandbox's own registry is on the lab network, HTTPS, and filled once at up). Fresh, stale server behind
+// a fresh mirror, and stale mirror are told apart.
 import { execa } from 'execa'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { parse, stringify } from 'yaml'
-import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
 import { MEDIA } from '../../src/db/ref.js'
 import { findTools } from '../../src/sandbox/prereqs.js'
 import { labctl, parseJson, ROOT } from '../helpers.js'
-import { pushArtifact, rawManifest } from './registry-helper.js'
+import { pushArtifact, rawManifest, startRegistry, type TestRegistry } from './registry-helper.js'
 
 const sb = inject('sandbox')
 const tmp = mkdtempSync(join(tmpdir(), 'labctl-dbstatus-'))
 let registry: string
+let mirror: TestRegistry | undefined
 let fresh: string
 let staleMirror: string
 
@@ -35,19 +37,26 @@ const synthetic = async (ns: string, created: string): Promise<void> => {
 type Status = { ok: boolean; hosts: Array<Record<string, any>>; mirror: Array<Record<string, any>> }
 
 beforeAll(async () => {
-  const inv = parse(readFileSync(sb.inventory, 'utf8'))
-  registry = String(inv.trivy.dbRepositories[0]).split('/')[0]!
+  mirror = await startRegistry(tmp, 'mirror')
+  registry = mirror.addr
   const now = new Date().toISOString()
+  const fx = findTools().labfixtures
+  const fixtures = ['alpine', 'vulnerability', 'data-source'].map((f) => join(ROOT, 'test/fixtures/db', `${f}.yaml`)).join(',')
+  const hoursAgo = (h: number): string => new Date(Date.now() - h * 3_600_000).toISOString().replace(/\.\d+Z$/, 'Z')
+  await execa(fx, ['db', '--out', join(tmp, 'new'), '--fixtures', fixtures, '--updated-at', hoursAgo(0), '--next-update', hoursAgo(-6), '--downloaded-at', hoursAgo(0)], { timeout: 60_000 })
+  await execa(fx, ['dbpush', '--db', join(tmp, 'new'), '--to', `${registry}/aquasec/trivy-db:2`], { timeout: 60_000 })
   await synthetic('aquasec', now)
   fresh = inventoryWith('fresh', 'aquasec')
   // A stale copy of everything under another namespace.
-  const fx = findTools().labfixtures
-  const fixtures = ['alpine', 'vulnerability', 'data-source'].map((f) => join(ROOT, 'test/fixtures/db', `${f}.yaml`)).join(',')
   await execa(fx, ['db', '--out', join(tmp, 'old'), '--fixtures', fixtures, '--updated-at', '2020-01-01T00:00:00Z', '--next-update', '2020-01-01T12:00:00Z', '--downloaded-at', '2020-01-01T00:05:00Z'], { timeout: 60_000 })
   await execa(fx, ['dbpush', '--db', join(tmp, 'old'), '--to', `${registry}/old/trivy-db:2`], { timeout: 60_000 })
   await synthetic('old', '2020-01-01T00:00:00Z')
   staleMirror = inventoryWith('stale-mirror', 'old')
 }, 120_000)
+
+afterAll(async () => {
+  await mirror?.stop()
+})
 
 afterEach(async () => {
   const r = await labctl(['sandbox', 'heal'], { timeoutMs: 60_000 })
