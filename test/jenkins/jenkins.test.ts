@@ -331,7 +331,7 @@ describe('jenkins client: server trouble', () => {
     })
     const err = await failureOf(updateSecretText({ url: `http://127.0.0.1:${port}/`, store: 'system', credentialId: ID, user: 'alice', apiToken: ALICE_TOKEN, secret: SECRET, timeoutMs: 2000 }))
     expect(err.code).toBe('JENKINS_UNREACHABLE')
-    expect(err.message).toBe(`cannot reach Jenkins at 127.0.0.1:${port}: connection refused`)
+    expect(err.message).toBe(`cannot reach Jenkins at 127.0.0.1:${port}: connection refused (nothing listens on the port: service down)`)
   })
 
   it('rejects bad input as usage errors (exit 2) without echoing credentials', async () => {
