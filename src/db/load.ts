@@ -11,7 +11,7 @@ import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import { labAgent } from '../net/http.js'
-import { canaryScan, getVersion } from '../trivy/api.js'
+import { canaryProblem, canaryScan, getVersion } from '../trivy/api.js'
 import { sections } from '../trivy/remote.js'
 import { loadToken } from '../trivy/token.js'
 import type { DbRemote } from './host.js'
@@ -229,8 +229,9 @@ export async function loadDb(
       'canary scan',
       async () => {
         const out = await canaryScan({ baseUrl: base, token, tokenHeader: t.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-        if (out.kind !== 'ok' || out.vulnerabilities.length === 0) {
-          throw new LabctlError(`the canary scan failed on the loaded DB: ${out.kind === 'ok' ? 'no vulnerabilities found (the DB has no Alpine data?)' : out.kind === 'error' ? out.detail : 'token rejected (401)'}`, { code: 'LOAD_UNPROVEN' })
+        const problem = canaryProblem(out)
+        if (problem || out.kind !== 'ok') {
+          throw new LabctlError(`the canary scan failed on the loaded DB: ${problem}`, { code: 'LOAD_UNPROVEN' })
         }
         return out.vulnerabilities.length
       },

@@ -92,6 +92,13 @@ export type CanaryOutcome =
   | { kind: 'unauthorized' }
   | { kind: 'error'; status: number; detail: string }
 
+/** Why a canary outcome does not prove a working scanner (no vulnerabilities = an empty or wrong DB), or undefined when it does. */
+export function canaryProblem(out: CanaryOutcome): string | undefined {
+  if (out.kind === 'unauthorized') return 'token rejected (401)'
+  if (out.kind === 'error') return out.detail
+  return out.vulnerabilities.length ? undefined : 'no vulnerabilities found (the DB has no Alpine data?)'
+}
+
 function outcomeOf(res: HttpResult, token: string | undefined): CanaryOutcome | undefined {
   if (res.status === 401) return { kind: 'unauthorized' }
   if (res.status !== 200) return { kind: 'error', status: res.status, detail: describeAnswer(res, token ? [token] : []) }

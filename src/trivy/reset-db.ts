@@ -6,7 +6,7 @@ import { inventoryPath } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import { LabctlError, oneLine } from '../errors.js'
 import type { Remote } from '../ssh/index.js'
-import { canaryScan, getHealthz, getVersion } from './api.js'
+import { canaryProblem, canaryScan, getHealthz, getVersion } from './api.js'
 import { loadToken } from './token.js'
 import { edgeBase, hostBase, trivyAgent } from './endpoint.js'
 import { quietTrivyAssignments } from './quiet.js'
@@ -119,8 +119,9 @@ export async function resetDb(o: ResetDbOptions): Promise<ResetDbResult> {
       'canary scan',
       async () => {
         const out = await canaryScan({ baseUrl: base, token, tokenHeader: t.tokenHeader, dispatcher: agent, timeoutMs: 30_000 })
-        if (out.kind !== 'ok' || out.vulnerabilities.length === 0) {
-          throw new LabctlError(`the canary scan failed after the reset: ${out.kind === 'ok' ? 'no vulnerabilities found' : out.kind === 'error' ? out.detail : 'token rejected (401)'}`, {
+        const problem = canaryProblem(out)
+        if (problem || out.kind !== 'ok') {
+          throw new LabctlError(`the canary scan failed after the reset: ${problem}`, {
             suggestion: `run \`labctl trivy validate --host ${host.name}\``,
           })
         }
