@@ -1,9 +1,10 @@
 // Registry credentials from where the usual tools keep them: REGISTRY_AUTH_FILE (podman, skopeo, buildah),
 // else $DOCKER_CONFIG/config.json, else ~/.docker/config.json. Never from a flag; never printed.
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { LabctlError, UsageError } from '../errors.js'
+import { FileReadError, readBounded } from '../fs/read-bounded.js'
 
 export type Credentials = { username: string; password: string }
 export type AuthSource = { file?: string; lookup: (registry: string) => Credentials | undefined }
@@ -29,9 +30,11 @@ export function loadAuth(env: NodeJS.ProcessEnv = process.env): AuthSource {
   if (!file) return { lookup: () => undefined }
   let data: AuthFile
   try {
-    data = JSON.parse(readFileSync(file, 'utf8')) as AuthFile
+    data = JSON.parse(readBounded(file, 'registry-auth').toString('utf8')) as AuthFile
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
+    // Over the cap, a device or a FIFO that never writes: the bounded reader's own one line says which.
+    if (err instanceof FileReadError && err.reason !== 'ENOENT') throw err
+    const code = err instanceof FileReadError ? err.reason : (err as NodeJS.ErrnoException).code
     throw new UsageError(`registry auth file ${file} ${code === 'ENOENT' ? 'does not exist' : code ? `cannot be read (${code})` : 'is not valid JSON'}`, {
       suggestion: env.REGISTRY_AUTH_FILE ? 'fix REGISTRY_AUTH_FILE or unset it' : `fix ${file} (e.g. \`docker login\` again)`,
     })

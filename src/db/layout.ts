@@ -1,7 +1,8 @@
 // OCI image layout on disk (oci-layout, index.json, blobs/sha256/…): the sneakernet form of the mirror.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { LabctlError, UsageError } from '../errors.js'
+import { readBounded } from '../fs/read-bounded.js'
 import { MEDIA } from './ref.js'
 import type { Descriptor } from './registry.js'
 
@@ -18,8 +19,9 @@ export function readIndex(dir: string): LayoutIndex {
   if (!existsSync(join(dir, 'oci-layout')) || !existsSync(file)) {
     throw new UsageError(`${dir} is not an OCI image layout (no oci-layout / index.json)`, { suggestion: 'pass the directory written by `labctl trivy db mirror --to-dir`' })
   }
+  const text = readBounded(file, 'oci-index').toString('utf8')
   try {
-    const j = JSON.parse(readFileSync(file, 'utf8')) as LayoutIndex
+    const j = JSON.parse(text) as LayoutIndex
     if (!Array.isArray(j.manifests)) throw new Error('no manifests')
     return j
   } catch {

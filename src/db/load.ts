@@ -8,6 +8,7 @@
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs'
 import { z } from 'zod'
 import { LabctlError, UsageError, errorMessage, oneLine } from '../errors.js'
+import { readBounded } from '../fs/read-bounded.js'
 import { inventoryPath, type LoadedInventory } from '../inventory/load.js'
 import type { ScannerHost } from '../inventory/schema.js'
 import { labAgent } from '../net/http.js'
@@ -86,7 +87,7 @@ export async function archivesFromLayout(dir: string, kinds: LoadKind[] = ['db',
     if (!d) continue
     const mfile = blobPath(dir, d.digest)
     if (!existsSync(mfile)) throw new LabctlError(`${dir}: manifest ${d.digest} is missing`, { code: 'LAYOUT_INCOMPLETE', suggestion: 'copy the whole directory again' })
-    const mbytes = readFileSync(mfile)
+    const mbytes = readBounded(mfile, 'oci-manifest')
     const mdig = await fileDigest(mfile)
     if (mdig.digest !== d.digest) throw new UsageError(`${dir}: manifest of ${a.name} does not match its digest (tampered or damaged)`, { code: 'DIGEST_MISMATCH', suggestion: 'write the layout again' })
     const layer = (JSON.parse(mbytes.toString('utf8')) as { layers?: Array<{ mediaType: string; digest: string; size: number }> }).layers?.find((l) => l.mediaType === a.layerType)

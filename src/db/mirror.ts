@@ -2,11 +2,12 @@
 // (exact bytes and media type), configs, layers, annotations, artifactType — from a source registry or an
 // OCI layout to the lab registry or an OCI layout. Every blob and manifest is verified by sha256 before
 // anything is pushed; nothing is tagged unless every blob arrived intact; blobs already there are skipped.
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Dispatcher } from 'undici'
 import { LabctlError, UsageError } from '../errors.js'
+import { readBounded } from '../fs/read-bounded.js'
 import type { AuthSource } from './auth.js'
 import { blobPath, findInIndex, initLayout, tagInLayout } from './layout.js'
 import { ARTIFACTS, MANIFEST_TYPES, formatRef, isIndex, mirrorRef, parseRef, type ArtifactKey, type ImageRef } from './ref.js'
@@ -127,7 +128,7 @@ class Reader {
       const digest = ref ?? d!.digest
       const file = blobPath(dir, digest)
       if (!existsSync(file)) throw new LabctlError(`${dir}: manifest ${digest} is missing from blobs/`, { code: 'LAYOUT_INCOMPLETE', suggestion: 'copy the whole directory again' })
-      const bytes = readFileSync(file)
+      const bytes = readBounded(file, 'oci-manifest')
       const got = sha256(bytes)
       if (got !== digest) throw new DigestMismatchError(`${dir}: manifest of ${layoutName(key)}`, digest, got)
       const mediaType = d?.mediaType ?? (JSON.parse(bytes.toString('utf8')) as { mediaType?: string }).mediaType ?? ''

@@ -17,6 +17,7 @@ import { ARTIFACTS, ARTIFACT_KEYS, formatRef, isIndex, mirrorRef, parseRef, type
 import { RegistryClient, type Descriptor } from './registry.js'
 import { mirrorAgents } from './settings.js'
 import { tarGzEntries } from './tar.js'
+import { dbAge, futureDbProblem } from '../trivy/freshness.js'
 
 const MetaSchema = z.object({ Version: z.number(), NextUpdate: z.string().optional(), UpdatedAt: z.string(), DownloadedAt: z.string().optional() })
 export type DbMeta = z.infer<typeof MetaSchema>
@@ -49,7 +50,7 @@ export type HostDbState = {
   repositories: string[]
   skipDbUpdate: boolean
   pullsFromMirror?: boolean
-  verdict: 'fresh' | 'stale-server' | 'stale-mirror' | 'stale' | 'no-db' | 'unreachable'
+  verdict: 'fresh' | 'stale-server' | 'stale-mirror' | 'stale' | 'future' | 'no-db' | 'unreachable'
   advice?: string
   problems: string[]
 }
@@ -219,9 +220,9 @@ export async function hostDbState(
     })
   }
   const updatedAt = state.server?.db?.UpdatedAt ?? state.metadata?.UpdatedAt
-  const age = ageHours(updatedAt, now)
   const sla = inv.thresholds.dbFreshnessHours
-  if (age === undefined) {
+  const judged = dbAge(updatedAt, sla, now)
+  if (judged.kind === 'unknown') {
     if (state.verdict !== 'unreachable') {
       state.verdict = 'no-db'
       state.stale = true
@@ -229,8 +230,17 @@ export async function hostDbState(
     }
     return state
   }
-  state.ageHours = Math.round(age * 10) / 10
-  state.stale = age > sla
+  state.ageHours = Math.round(judged.hours * 10) / 10
+  if (judged.kind === 'future') {
+    // Not fresh: a wrong clock or a forged answer. Reported as a problem of its own, not as staleness.
+    const f = futureDbProblem(updatedAt!, judged.hours)
+    state.stale = true
+    state.verdict = 'future'
+    state.advice = f.suggestion
+    problems.push(f.message)
+    return state
+  }
+  state.stale = judged.kind === 'stale'
   if (!state.stale) return state
   if (!dbMirror || !dbMirror.present || dbMirror.stale === undefined) {
     state.verdict = 'stale'

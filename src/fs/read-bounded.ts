@@ -4,7 +4,7 @@ import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 
 import { isatty } from 'node:tty'
 import { UsageError } from '../errors.js'
 
-export type FileKind = 'inventory' | 'token' | 'jenkins-api-token' | 'ca-bundle' | 'runbook' | 'known-hosts' | 'ssh-config' | 'ssh-key' | 'state'
+export type FileKind = 'inventory' | 'token' | 'jenkins-api-token' | 'ca-bundle' | 'runbook' | 'known-hosts' | 'ssh-config' | 'ssh-key' | 'state' | 'registry-auth' | 'oci-index' | 'oci-manifest'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -22,6 +22,11 @@ export const FILE_LIMITS: Record<FileKind, { maxBytes: number; label: string }> 
   'ssh-config': { maxBytes: 1 * MiB, label: 'SSH config' },
   'ssh-key': { maxBytes: 64 * KiB, label: 'SSH private key' },
   state: { maxBytes: 4 * MiB, label: 'state file' },
+  // docker's config.json / REGISTRY_AUTH_FILE: a few KiB of base64 credentials.
+  'registry-auth': { maxBytes: 1 * MiB, label: 'registry auth file' },
+  // An OCI layout's index.json and manifests: small JSON (registries cap manifests at 4 MiB).
+  'oci-index': { maxBytes: 4 * MiB, label: 'OCI layout index' },
+  'oci-manifest': { maxBytes: 4 * MiB, label: 'OCI manifest' },
 }
 
 /** How long a FIFO may take to deliver its content (a writer that never writes must not hang labctl). */

@@ -317,6 +317,14 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
     }
   }
   const leftover: string[] = []
+  // A lab network goes before the leftover count: netDown also ends whatever still runs in a node's
+  // namespace (a daemon slow to honour SIGTERM on a loaded machine), so only what truly outlives the
+  // lab is reported. Its ports are gone with it; the processes are still checked below.
+  if (state?.net) {
+    const net = await netDown(state.net.id)
+    leftover.push(...net.leftover)
+    if (net.removed.length) stopped.push('network')
+  }
   if (state) {
     // Ports are probed only while the lab link exists (never through the machine's default route).
     const probe = reachable(state)
@@ -332,11 +340,6 @@ export async function sandboxDown(opts: { dir?: string } = {}): Promise<SandboxD
     if (isAlive(state.pids.pkg)) leftover.push(`pkg pid ${state.pids.pkg}`)
     else if (probe && state.ports.pkg && (await portOpen(state.ports.pkg, componentAddr(state, 'pkg')))) leftover.push(`pkg port ${endpoint(state, 'pkg')}`)
     if (existsSync(state.inventoryPath)) rmSync(state.inventoryPath, { force: true })
-  }
-  if (state?.net) {
-    const net = await netDown(state.net.id)
-    leftover.push(...net.leftover)
-    if (net.removed.length) stopped.push('network')
   }
   if (leftover.length === 0) rmSync(dir, { recursive: true, force: true })
   return { dir, stopped, leftover }

@@ -6,6 +6,7 @@ import type { RunOptions } from '../ssh/index.js'
 import { fail, pass, skip, warn, type CheckResult } from '../checks/types.js'
 import { sections, type HostOpOptions } from './host-op.js'
 import { METRICS, formatMetrics, type Sample } from './metrics.js'
+import { dbAge, futureDbProblem } from './freshness.js'
 
 // Processes started on the host besides timeout/sudo/sh: df, du, stat, od, flock, journalctl, awk; the
 // rest is shell builtins, and the splitting into fields happens here rather than in tail/cut/tr.
@@ -92,13 +93,16 @@ export async function hostCheck(opts: HostOpOptions & { since: string }): Promis
       add('db-freshness', 'db freshness', fail('metadata.json is not valid JSON', `\`labctl trivy reset-db --host ${host.name}\``))
     }
     if (meta) {
-      const ageS = (Date.now() - Date.parse(meta.UpdatedAt)) / 1000
-      const detail = `UpdatedAt ${meta.UpdatedAt} (${(ageS / 3600).toFixed(1)} h ago), NextUpdate ${meta.NextUpdate ?? '-'}, DownloadedAt ${meta.DownloadedAt ?? '-'}`
-      if (!Number.isFinite(ageS) || meta.UpdatedAt.startsWith('0001-')) {
+      const age = dbAge(meta.UpdatedAt, t.dbFreshnessHours)
+      if (age.kind === 'unknown') {
         add('db-freshness', 'db freshness', fail(`metadata has no update time: the DB was never downloaded completely`, `\`labctl trivy reset-db --host ${host.name}\``))
       } else {
-        metrics.dbAgeSeconds = Math.round(ageS)
-        if (ageS > t.dbFreshnessHours * 3600) {
+        const detail = `UpdatedAt ${meta.UpdatedAt} (${age.hours.toFixed(1)} h ago), NextUpdate ${meta.NextUpdate ?? '-'}, DownloadedAt ${meta.DownloadedAt ?? '-'}`
+        metrics.dbAgeSeconds = Math.round(age.hours * 3600)
+        if (age.kind === 'future') {
+          const f = futureDbProblem(meta.UpdatedAt, age.hours)
+          add('db-freshness', 'db freshness', fail(f.message, f.suggestion))
+        } else if (age.kind === 'stale') {
           add('db-freshness', 'db freshness', fail(`DB is stale: ${detail}; SLA ${t.dbFreshnessHours} h`, `check the DB mirror and the server's updates: \`labctl runbook run db-stale\``))
         } else add('db-freshness', 'db freshness', pass(detail))
       }

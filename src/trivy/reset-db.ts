@@ -8,6 +8,7 @@ import { LabctlError, oneLine } from '../errors.js'
 import type { Remote } from '../ssh/index.js'
 import { canaryProblem, canaryScan, getHealthz, getVersion } from './api.js'
 import { loadToken } from './token.js'
+import { dbAge } from './freshness.js'
 import { edgeBase, hostBase, trivyAgent } from './endpoint.js'
 import { quietTrivyAssignments } from './quiet.js'
 
@@ -96,10 +97,10 @@ export async function resetDb(o: ResetDbOptions): Promise<ResetDbResult> {
           if (signal?.aborted) throw signal.reason
           try {
             const v = await getVersion(base, { dispatcher: agent, timeoutMs: 3000 })
-            const age = v.VulnerabilityDB ? Date.now() - Date.parse(v.VulnerabilityDB.UpdatedAt) : Infinity
+            const fresh = v.VulnerabilityDB !== undefined && dbAge(v.VulnerabilityDB.UpdatedAt, inv.thresholds.dbFreshnessHours).kind === 'fresh'
             // Back in service means through the edge too: HAProxy's health check must see it again.
             const edgeUp = base === edgeBase(inv) || (await getHealthz(edgeBase(inv), { dispatcher: agent, timeoutMs: 3000 }).then((r) => r.status === 200, () => false))
-            if (v.VulnerabilityDB && age < inv.thresholds.dbFreshnessHours * 3_600_000 && edgeUp) return v.VulnerabilityDB
+            if (v.VulnerabilityDB && fresh && edgeUp) return v.VulnerabilityDB
             last = v.VulnerabilityDB ? `DB still stale (UpdatedAt ${v.VulnerabilityDB.UpdatedAt})` : 'no DB in /version yet'
           } catch (err) {
             last = oneLine((err as Error).message ?? String(err), 120)

@@ -12,11 +12,12 @@ import { CANARY, HttpAnswerError, canaryScan, getHealthz, getVersion, describeAn
 import { clientVersion, findTrivyClient, scanImage, SEVERITIES } from './client.js'
 import { inspectTls } from './tls-check.js'
 import { loadToken } from './token.js'
+import { dbAge, futureDbProblem } from './freshness.js'
 import { directBase, trivyAgent, trivyCaFile } from './endpoint.js'
 import { cacheCheckApplies, fleetChecks, FLEET_CHECK_NAMES } from './fleet-checks.js'
 import type { Edge } from '../edge/index.js'
 import { loadRedisPassword, usesRedis } from '../redis/secret.js'
-import { readFileSync } from 'node:fs'
+import { readBounded } from '../fs/read-bounded.js'
 
 export const CHECK_NAMES = ['dns', 'tls', 'healthz', 'version', 'db', 'scan', 'auth', 'image', ...FLEET_CHECK_NAMES] as const
 export type CheckName = (typeof CHECK_NAMES)[number]
@@ -245,13 +246,14 @@ export function planChecks(opts: ValidateOptions): {
           const v = await versionOf(e.base)
           const db = v.VulnerabilityDB
           if (!db) return fail('server has no vulnerability DB (/version shows no VulnerabilityDB)', `reset the DB: \`labctl trivy reset-db --host ${e.host}\`, or run \`${RUNBOOK('db-stale')}\``)
-          const updated = new Date(db.UpdatedAt)
-          const ageH = (Date.now() - updated.getTime()) / 3_600_000
-          const detail = `UpdatedAt ${db.UpdatedAt} (${ageH.toFixed(1)} h ago), NextUpdate ${db.NextUpdate ?? '-'}, DownloadedAt ${db.DownloadedAt ?? '-'}`
-          if (Number.isNaN(ageH)) return fail(`unreadable UpdatedAt "${db.UpdatedAt}"`, 'reset the DB')
-          // A DB from the future is not fresh: a wrong clock (server or DB build) or a forged /version. 1 h of skew is tolerated.
-          if (ageH < -1) return fail(`DB UpdatedAt ${db.UpdatedAt} is ${(-ageH).toFixed(1)} h in the future`, 'check the clocks of the server and this machine (timedatectl), then reset the DB if it persists')
-          if (ageH > inv.thresholds.dbFreshnessHours) {
+          const age = dbAge(db.UpdatedAt, inv.thresholds.dbFreshnessHours)
+          if (age.kind === 'unknown') return fail(`unreadable UpdatedAt "${db.UpdatedAt}"`, 'reset the DB')
+          const detail = `UpdatedAt ${db.UpdatedAt} (${age.hours.toFixed(1)} h ago), NextUpdate ${db.NextUpdate ?? '-'}, DownloadedAt ${db.DownloadedAt ?? '-'}`
+          if (age.kind === 'future') {
+            const f = futureDbProblem(db.UpdatedAt, age.hours)
+            return fail(f.message, f.suggestion)
+          }
+          if (age.kind === 'stale') {
             return fail(`DB is stale: ${detail}; SLA ${inv.thresholds.dbFreshnessHours} h`, `check the server's DB updates (mirror reachable?) and run \`${RUNBOOK('db-stale')}\``)
           }
           return pass(detail)
@@ -348,7 +350,7 @@ export function planChecks(opts: ValidateOptions): {
     token,
     tokenRefused: tokenAllowed,
     redisPassword,
-    redisCa: caFile && /^rediss:/i.test(inv.trivy.cacheBackend) ? readFileSync(caFile, 'utf8') : undefined,
+    redisCa: caFile && /^rediss:/i.test(inv.trivy.cacheBackend) ? readBounded(caFile, 'ca-bundle').toString('utf8') : undefined,
     edge: opts.edge,
   })
   for (const s of fleet.specs) specs.push({ ...s, timeoutMs: s.timeoutMs })

@@ -167,6 +167,20 @@ const runbooks: Case[] = [
   { name: 'runbook name with terminal escapes', args: () => ['runbook', 'show', 'db\u001b[31m-stale'], code: 2, match: /not a runbook name/ },
 ]
 
+// ---------------------------------------------------------------- air-gap files (registry auth, OCI layouts)
+const bigLayout = (): string => {
+  const d = join(WORK, 'big-layout')
+  mkdirSync(d, { recursive: true })
+  file('big-layout/oci-layout', '{"imageLayoutVersion":"1.0.0"}')
+  file('big-layout/index.json', `{"schemaVersion":2,"manifests":[],"pad":"${'x'.repeat(5 * 1024 * 1024)}"}`)
+  return d
+}
+const dbCases: Case[] = [
+  { name: 'REGISTRY_AUTH_FILE=/dev/zero', args: () => ['trivy', 'db', 'mirror', '--config', okInv(), '--to-dir', join(WORK, 'mirror-out'), '--dry-run'], env: { REGISTRY_AUTH_FILE: '/dev/zero' }, code: 2, match: /registry auth file \/dev\/zero: is a character device/ },
+  { name: 'REGISTRY_AUTH_FILE of 2 MiB', args: () => ['trivy', 'db', 'mirror', '--config', okInv(), '--to-dir', join(WORK, 'mirror-out'), '--dry-run'], env: { REGISTRY_AUTH_FILE: file('big-auth.json', `{"auths":{},"pad":"${'y'.repeat(2 * 1024 * 1024)}"}`) }, code: 2, match: /registry auth file .*larger than 1 MiB/ },
+  { name: 'db load --from-dir with a 5 MiB index.json', args: () => ['trivy', 'db', 'load', '--config', okInv(), '--from-dir', bigLayout(), '--dry-run'], code: 2, match: /OCI layout index .*index\.json: larger than 4 MiB/ },
+]
+
 // ---------------------------------------------------------------- hostile HTTP servers (validate --only healthz,version)
 type Srv = { url: string }
 const servers: { [k: string]: Srv } = {}
@@ -266,7 +280,7 @@ const dnsCases: Case[] = [
 ]
 
 describe.concurrent('hostile input, CLI', () => {
-  for (const c of [...inventories, ...flags, ...tokens, ...runbooks, ...httpCases, ...dnsCases]) {
+  for (const c of [...inventories, ...flags, ...tokens, ...runbooks, ...dbCases, ...httpCases, ...dnsCases]) {
     it(c.name, async () => {
       const r = await runLabctl(c.args(), { ...(c.stdin ? { stdin: c.stdin } : {}), ...(c.env ? { env: c.env } : {}), killAfterMs: (c.withinMs ?? 15_000) + 5000 })
       expectContract(r, c)

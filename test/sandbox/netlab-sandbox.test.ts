@@ -167,7 +167,7 @@ describe('sandbox up --net (the lab as a network)', () => {
     const down = await labctl(['sandbox', 'down', '--json'], { env, timeoutMs: 120_000 })
     downDone = true
     const downMs = Date.now() - t1
-    expect(down.exitCode, down.stderr).toBe(0)
+    expect(down.exitCode, down.stdout + down.stderr).toBe(0)
     expect(parseJson(down.stdout)).toMatchObject({ leftover: [] })
     expect(apartFromOtherLabs(await machine(), net.link)).toEqual(apartFromOtherLabs(before, net.link))
     process.stderr.write(`[netlab] sandbox up --net in ${upMs} ms, down in ${downMs} ms\n`)

@@ -88,4 +88,17 @@ describe('trivy check script', () => {
       process.kill(-holder.pid!, 'SIGKILL')
     }
   })
+
+  it('a DB dated in the future is not fresh (wrong clock or forged metadata); 30 min of skew still is', async () => {
+    const cache = join(dir, 'future')
+    mkdirSync(join(cache, 'db'), { recursive: true })
+    boltFile(join(cache, 'db', 'trivy.db'))
+    const meta = (ms: number) => writeFileSync(join(cache, 'db', 'metadata.json'), JSON.stringify({ Version: 2, UpdatedAt: new Date(Date.now() + ms).toISOString() }))
+    meta(30 * 24 * 3600_000)
+    let c = byName(await hostCheck({ ...lab(cache), remote: local, since: '-1h', timeoutMs: 30_000 }))
+    expect(c['db-freshness']).toMatchObject({ status: 'fail', detail: expect.stringMatching(/^DB UpdatedAt \S+ is 720\.0 h in the future$/), fix: expect.stringMatching(/clocks/) })
+    meta(30 * 60_000)
+    c = byName(await hostCheck({ ...lab(cache), remote: local, since: '-1h', timeoutMs: 30_000 }))
+    expect(c['db-freshness']).toMatchObject({ status: 'pass' })
+  })
 })

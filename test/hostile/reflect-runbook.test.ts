@@ -1,7 +1,6 @@
-// Hostile-input cases whose fixes live on other branches (issue 17): they are expected to fail on
-// the `hostile` branch alone and to pass once `runbook` (matches: hang, Ctrl-C, dry-run, --transcript)
-// and `blocks` (everything from a peer through the one redactor) are merged. Run after merging:
-//   npx vitest run test/hostile/pending-merge.test.ts
+// Hostile-input cases through the CLI (issue 17): a server that reflects the request (the token must be
+// redacted from text, --json and JUnit), a catastrophic `matches:` pattern, Ctrl-C during a stuck run, a
+// state-changing `type: check` step under --dry-run, and --transcript on a missing dir or a device.
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
