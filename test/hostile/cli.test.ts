@@ -3,6 +3,7 @@
 // (see harness.ts). Needs `npm run -s build` (dist/); needs no sandbox.
 import { execFileSync } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, truncateSync, writeFileSync } from 'node:fs'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, it } from 'vitest'
@@ -227,6 +228,39 @@ beforeAll(async () => {
   })
   await mk('reset', (req) => req.socket.destroy())
 })
+// Hostile TLS peers on the public URL's port: plain HTTP, garbage, an immediate close, silence.
+const tlsPorts: { [k: string]: number } = {}
+beforeAll(async () => {
+  const conns = new Set<Socket>()
+  const peers: Array<[string, (s: Socket) => void]> = [
+    ['plain-http', (c) => c.end('HTTP/1.1 400 Bad Request\r\n\r\n')],
+    ['garbage', (c) => c.end(Buffer.alloc(4096, 0xff))],
+    ['close', (c) => c.destroy()],
+    ['silent', () => {}],
+  ]
+  for (const [k, onConn] of peers) {
+    const srv = createServer((c) => {
+      conns.add(c)
+      c.on('error', () => {})
+      onConn(c)
+    })
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()))
+    tlsPorts[k] = (srv.address() as AddressInfo).port
+    closers.push(() => {
+      for (const c of conns) c.destroy()
+      return new Promise<void>((r) => srv.close(() => r()))
+    })
+  }
+})
+const tls = (k: string, match: RegExp): Case => ({
+  name: `TLS peer: ${k}`,
+  args: () => ['trivy', 'validate', '--config', inv(`tls-${k}`, { publicUrl: `https://127.0.0.1:${tlsPorts[k]}` }), '--only', 'tls,healthz', '--timeout', '1500'],
+  code: 3,
+  match,
+  withinMs: 20_000,
+})
+const tlsCases: Case[] = [tls('plain-http', /tls|TLS|SSL/), tls('garbage', /tls|TLS|SSL/), tls('close', /tls|TLS|socket|closed/i), tls('silent', /timeout|timed out|no answer/i)]
+
 const http = (k: string, match: RegExp, extra: Partial<Case> = {}): Case => ({
   name: `HTTP server: ${k}`,
   args: () => ['trivy', 'validate', '--config', inv(`http-${k}`, { publicUrl: servers[k]!.url }), '--only', 'healthz,version', '--timeout', '1500', '--insecure'],
@@ -280,7 +314,7 @@ const dnsCases: Case[] = [
 ]
 
 describe.concurrent('hostile input, CLI', () => {
-  for (const c of [...inventories, ...flags, ...tokens, ...runbooks, ...dbCases, ...httpCases, ...dnsCases]) {
+  for (const c of [...inventories, ...flags, ...tokens, ...runbooks, ...dbCases, ...tlsCases, ...httpCases, ...dnsCases]) {
     it(c.name, async () => {
       const r = await runLabctl(c.args(), { ...(c.stdin ? { stdin: c.stdin } : {}), ...(c.env ? { env: c.env } : {}), killAfterMs: (c.withinMs ?? 15_000) + 5000 })
       expectContract(r, c)
