@@ -85,7 +85,7 @@ export function labRecords(state: Pick<SandboxState, 'net'>): SandboxState['dnsR
     { name: SANDBOX_NAMES.publicName, address: nodeAddr(state, 'edge') },
   ]
   // In the lab network every machine has a name too.
-  if (state.net) for (const n of NODES.filter((x) => x !== 'trivy-0')) records.push({ name: `${n}.${SANDBOX_NAMES.domain}`, address: nodeAddr(state, n) })
+  if (state.net) for (const n of NODES.filter((x) => x !== 'trivy-0' && state.net!.nodes[x])) records.push({ name: `${n}.${SANDBOX_NAMES.domain}`, address: nodeAddr(state, n) })
   return records
 }
 

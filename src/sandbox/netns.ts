@@ -10,7 +10,7 @@ import { execa } from 'execa'
 import { LabctlError, oneLine } from '../errors.js'
 
 /** The lab's machines, each a network namespace with one address. */
-export const NODES = ['edge', 'trivy-0', 'dns', 'registry', 'jenkins', 'agent', 'outsider', 'redis'] as const
+export const NODES = ['edge', 'trivy-0', 'dns', 'registry', 'jenkins', 'agent', 'outsider', 'redis', 'monitor'] as const
 export type NodeName = (typeof NODES)[number]
 /** The last octet of each machine's address; .1 is the workstation's end of the lab link. */
 export const HOST_OCTET: Record<NodeName | 'workstation', number> = {
@@ -20,11 +20,13 @@ export const HOST_OCTET: Record<NodeName | 'workstation', number> = {
   registry: 4,
   jenkins: 5,
   redis: 6,
+  // Prometheus (the monitoring tests): scrapes the exporter on the workstation's lab address and the edge.
+  monitor: 7,
   'trivy-0': 10,
   agent: 20,
   outsider: 30,
 }
-const SHORT: Record<NodeName | 'workstation', string> = { workstation: 'w', edge: 'e', 'trivy-0': 't', dns: 'd', registry: 'r', jenkins: 'j', agent: 'a', outsider: 'o', redis: 'x' }
+const SHORT: Record<NodeName | 'workstation', string> = { workstation: 'w', edge: 'e', 'trivy-0': 't', dns: 'd', registry: 'r', jenkins: 'j', agent: 'a', outsider: 'o', redis: 'x', monitor: 'm' }
 /** Every name the lab creates starts with this, then the lab's id: `lab-1a2b3c-…`. */
 export const NAME_PREFIX = 'lab-'
 /** The testing range the lab's /24 comes from: 198.18.0.0/24 … 198.19.255.0/24 (512 candidates). */

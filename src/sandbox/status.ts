@@ -85,7 +85,8 @@ function networkStatus(state: SandboxState): NonNullable<SandboxStatus['network'
     subnet: net.subnet,
     workstation: net.workstation,
     link: net.link,
-    nodes: NODES.map((n) => ({ name: n, address: net.nodes[n].address, namespace: net.nodes[n].ns, parts: parts(n) })),
+    // A lab made by an older labctl may lack a node added since.
+    nodes: NODES.filter((n) => net.nodes[n]).map((n) => ({ name: n, address: net.nodes[n].address, namespace: net.nodes[n].ns, parts: parts(n) })),
   }
 }
 

@@ -7,6 +7,8 @@ import { fail, pass, skip, warn, type CheckResult } from '../checks/types.js'
 import { sections, type HostOpOptions } from './host-op.js'
 import { METRICS, formatMetrics, type Sample } from './metrics.js'
 import { dbAge, futureDbProblem } from './freshness.js'
+import { FIREWALL_SCRIPT, firewallVerdict } from './firewall-check.js'
+import { firewallSources } from './install-plan.js'
 
 // Processes started on the host besides timeout/sudo/sh: df, du, stat, od, flock, journalctl, awk; the
 // rest is shell builtins, and the splitting into fields happens here rather than in tail/cut/tr.
@@ -29,6 +31,7 @@ journalctl -u "$svc" --since "$since" --no-pager -o cat 2>/dev/null | awk '
   /invalid token|unauthenticated/ { t++ }
   /" 5[0-9][0-9] | status=5[0-9][0-9]|HTTP status code 5[0-9][0-9]/ { x++ }
   END { printf "panics=%d errors=%d invalid_token=%d http5xx=%d\\n", p, e, t, x }'
+${FIREWALL_SCRIPT}
 `
 
 const MetaSchema = z.object({ Version: z.number(), NextUpdate: z.string().optional(), UpdatedAt: z.string(), DownloadedAt: z.string().optional() })
@@ -47,6 +50,8 @@ export async function hostCheck(opts: HostOpOptions & { since: string }): Promis
   const inv = loaded.inventory
   const t = inv.thresholds
   const started = performance.now()
+  // The firewall's wanted sources (the edge's addresses from the lab DNS) are looked up meanwhile.
+  const wanted = firewallSources(inv, host)
   const r = await opts.remote.run(host, ['sh', '-c', CHECK_SCRIPT, 'labctl-check', inv.trivy.cacheDir, inv.trivy.serviceName, opts.since], {
     sudo: true,
     timeoutMs: opts.timeoutMs,
@@ -136,6 +141,10 @@ export async function hostCheck(opts: HostOpOptions & { since: string }): Promis
     else if (errors > 0 || http5xx > 0 || invalidToken > 0) add('journal', 'journal', warn(detail, fix))
     else add('journal', 'journal', pass(detail))
   } else add('journal', 'journal', skip('journal not readable'))
+
+  // The listener's firewall, live, against the inventory (the rule `trivy install` writes).
+  const fw = await wanted
+  add('firewall', 'firewall', firewallVerdict(fw.spec, { planOnly: (s.fwplanonly ?? '').trim().split('\n')[0], ufw: (s.ufw ?? '').trim(), nft: (s.nft ?? '').trim() }, host.name))
   return { host: host.name, checks, metrics }
 }
 

@@ -1,7 +1,10 @@
-// A real Prometheus (Debian's) on loopback scrapes the real `labctl trivy exporter` probing the sandbox
-// lab, evaluates monitoring/labctl-trivy.rules.yml, and the alerts follow injected faults: wrong token
-// on the server → TrivyCanaryFailing firing; heal → it clears; service stopped, stale DB, certificate near
-// expiry each fire theirs; exporter stopped → TrivyExporterDown.
+// A real Prometheus (Debian's) on the lab network's `monitor` node scrapes the real `labctl trivy exporter`
+// (on the workstation's lab address) probing the sandbox lab, and the edge's own HAProxy exporter
+// (job haproxy-edge, the edge's lab address :8405); it evaluates monitoring/labctl-trivy.rules.yml, and
+// the alerts follow injected faults: wrong token on the server → TrivyCanaryFailing firing; heal → it
+// clears; service stopped → TrivyServiceNotActive, TrivyHealthzFailing and, from HAProxy's metrics,
+// TrivyEdgeBackendDown; stale DB, certificate near expiry each fire theirs; exporter stopped →
+// TrivyExporterDown. A loopback sandbox (no lab network) runs it on 127.0.0.1 without the edge job.
 // The rules are the shipped ones with their `for:` durations shortened to seconds (same expressions).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -20,9 +23,12 @@ let prometheus: ResultPromise | undefined
 let exporterLog = ''
 let exporterPort = 0
 let promPort = 0
+/** Where Prometheus, the exporter and the edge's metrics are reached (lab addresses on a lab network). */
+let at = { prom: '127.0.0.1', exporter: '127.0.0.1', edge: undefined as string | undefined, monitorNs: undefined as string | undefined }
+const promUrl = (path: string): string => `http://${at.prom}:${promPort}${path}`
 
 async function alerts(): Promise<Alert[]> {
-  const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/alerts`, { signal: AbortSignal.timeout(3000) })
+  const res = await fetch(promUrl('/api/v1/alerts'), { signal: AbortSignal.timeout(3000) })
   return ((await res.json()) as { data: { alerts: Alert[] } }).data.alerts
 }
 const find = (all: Alert[], name: string, host?: string): Alert | undefined => all.find((a) => a.labels.alertname === name && (host === undefined || a.labels.host === host))
@@ -43,7 +49,7 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
 }
 
 function startExporter(): ResultPromise {
-  const child = execa(LABCTL, ['trivy', 'exporter', '--lab', 'sandbox', '--listen', `127.0.0.1:${exporterPort}`, '--interval', '2', '--ssh-interval', '5', '--timeout', '3000', '--ssh-timeout', '5000'], {
+  const child = execa(LABCTL, ['trivy', 'exporter', '--lab', 'sandbox', '--listen', `${at.exporter}:${exporterPort}`, '--interval', '2', '--ssh-interval', '5', '--timeout', '3000', '--ssh-timeout', '5000'], {
     reject: false,
     env: { ...process.env, NO_COLOR: '1' },
     stdin: 'ignore',
@@ -54,6 +60,10 @@ function startExporter(): ResultPromise {
 
 beforeAll(async () => {
   ;[exporterPort, promPort] = (await freePorts(2)) as [number, number]
+  const st = await labctl(['sandbox', 'status', '--json'], { timeoutMs: 30_000 })
+  const net = (JSON.parse(st.stdout) as { network?: { workstation: string; nodes: Array<{ name: string; address: string; namespace: string }> } }).network
+  const node = (n: string) => net?.nodes.find((x) => x.name === n)
+  if (net && node('monitor')) at = { prom: node('monitor')!.address, exporter: net.workstation, edge: node('edge')!.address, monitorNs: node('monitor')!.namespace }
   const rules = readFileSync(join(ROOT, 'monitoring', 'labctl-trivy.rules.yml'), 'utf8').replace(/^(\s+)for: \d+m$/gm, '$1for: 3s')
   writeFileSync(join(tmp, 'rules.yml'), rules)
   writeFileSync(
@@ -65,11 +75,15 @@ rule_files: [${join(tmp, 'rules.yml')}]
 scrape_configs:
   - job_name: labctl-trivy
     scrape_timeout: 1s
-    static_configs: [{ targets: ['127.0.0.1:${exporterPort}'] }]
-`,
+    static_configs: [{ targets: ['${at.exporter}:${exporterPort}'] }]
+${at.edge ? `  - job_name: haproxy-edge
+    scrape_timeout: 1s
+    static_configs: [{ targets: ['${at.edge}:8405'] }]
+` : ''}`,
   )
   exporter = startExporter()
-  prometheus = execa('prometheus', [`--config.file=${join(tmp, 'prometheus.yml')}`, `--storage.tsdb.path=${join(tmp, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'], {
+  const promArgs = [`--config.file=${join(tmp, 'prometheus.yml')}`, `--storage.tsdb.path=${join(tmp, 'data')}`, `--web.listen-address=${at.prom}:${promPort}`, '--log.level=warn']
+  prometheus = execa(at.monitorNs ? 'nsenter' : 'prometheus', at.monitorNs ? [`--net=/run/netns/${at.monitorNs}`, '--', 'prometheus', ...promArgs] : promArgs, {
     reject: false,
     stdin: 'ignore',
     cwd: tmp,
@@ -88,23 +102,32 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true })
 }, 90_000)
 
+async function query(q: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>> {
+  const res = await fetch(promUrl(`/api/v1/query?query=${encodeURIComponent(q)}`), { signal: AbortSignal.timeout(3000) })
+  return ((await res.json()) as { data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } }).data.result
+}
+
 describe('a real Prometheus on the exporter', () => {
   it('scrapes the exporter and sees a healthy scanner', async () => {
     await until(
       'canary success for edge and trivy-0 in Prometheus',
       async () => {
-        const q = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent('labctl_trivy_canary_success')}`, { signal: AbortSignal.timeout(3000) })
-        const r = ((await q.json()) as { data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } }).data.result
-        const by = Object.fromEntries(r.map((x) => [x.metric.host, x.value[1]]))
+        const by = Object.fromEntries((await query('labctl_trivy_canary_success')).map((x) => [x.metric.host, x.value[1]]))
         return by.edge === '1' && by['trivy-0'] === '1'
       },
       60_000,
     )
+    if (at.monitorNs) {
+      // Prometheus really runs on the monitor node, and scrapes the edge's HAProxy: the backend has its server UP.
+      const ns = await execa('ip', ['netns', 'identify', String(prometheus!.pid)], { reject: false, timeout: 5000 })
+      expect(ns.stdout.trim()).toBe(at.monitorNs)
+      await until('the edge backend seen UP through haproxy-edge', async () => (await query('haproxy_backend_active_servers{job="haproxy-edge",proxy="trivy-vm-be"}'))[0]?.value[1] === '1', 30_000)
+    }
     // The SSH probe too: the unit is active, the disk ratio is known.
     await until(
       'SSH metrics',
       async () => {
-        const text = await (await fetch(`http://127.0.0.1:${exporterPort}/metrics`, { signal: AbortSignal.timeout(3000) })).text()
+        const text = await (await fetch(`http://${at.exporter}:${exporterPort}/metrics`, { signal: AbortSignal.timeout(3000) })).text()
         return /^labctl_trivy_unit_state\{host="trivy-0",state="active"\} 1$/m.test(text) && /^labctl_trivy_disk_used_ratio\{host="trivy-0"\} 0\.\d+/m.test(text)
       },
       30_000,
@@ -135,15 +158,16 @@ describe('a real Prometheus on the exporter', () => {
   it('the service stopped fires TrivyServiceNotActive (SSH probe) and TrivyHealthzFailing on the host', async () => {
     const b = await labctl(['sandbox', 'break', 'service-stopped'], { timeoutMs: 60_000 })
     expect(b.exitCode, String(b.stderr)).toBe(0)
-    await until('TrivyServiceNotActive and TrivyHealthzFailing firing', async () => {
+    await until('TrivyServiceNotActive and TrivyHealthzFailing (and, from the edge, TrivyEdgeBackendDown) firing', async () => {
       const all = await alerts()
-      return find(all, 'TrivyServiceNotActive', 'trivy-0')?.state === 'firing' && find(all, 'TrivyHealthzFailing', 'trivy-0')?.state === 'firing'
+      const edgeDown = !at.edge || find(all, 'TrivyEdgeBackendDown')?.state === 'firing'
+      return find(all, 'TrivyServiceNotActive', 'trivy-0')?.state === 'firing' && find(all, 'TrivyHealthzFailing', 'trivy-0')?.state === 'firing' && edgeDown
     }, 90_000)
     const h = await labctl(['sandbox', 'heal'], { timeoutMs: 60_000 })
     expect(h.exitCode, String(h.stderr)).toBe(0)
     await until('both cleared', async () => {
       const all = await alerts()
-      return !find(all, 'TrivyServiceNotActive') && !find(all, 'TrivyHealthzFailing')
+      return !find(all, 'TrivyServiceNotActive') && !find(all, 'TrivyHealthzFailing') && !find(all, 'TrivyEdgeBackendDown')
     }, 90_000)
   }, 240_000)
 

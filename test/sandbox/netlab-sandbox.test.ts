@@ -31,7 +31,7 @@ describe('sandbox up --net (the lab as a network)', () => {
     const net = s.network!
     expect(net.subnet).toMatch(/^198\.1[89]\.\d{1,3}\.0\/24$/)
     const addr = Object.fromEntries(net.nodes.map((n) => [n.name, n.address])) as Record<string, string>
-    expect(Object.keys(addr)).toEqual(['edge', 'trivy-0', 'dns', 'registry', 'jenkins', 'agent', 'outsider', 'redis'])
+    expect(Object.keys(addr)).toEqual(['edge', 'trivy-0', 'dns', 'registry', 'jenkins', 'agent', 'outsider', 'redis', 'monitor'])
     expect(s.components.map((c) => [c.name, c.node, c.address, c.healthy])).toEqual([
       ['registry', 'registry', addr.registry, true],
       ['dns', 'dns', addr.dns, true],
@@ -86,9 +86,20 @@ describe('sandbox up --net (the lab as a network)', () => {
     const del = await labctl(['sandbox', 'exec', 'trivy-0', '--', 'nft', 'delete', 'table', 'inet', 'labctl_trivy'], { env })
     expect(del.exitCode, del.stderr).toBe(0)
     expect(await probe(ns('outsider'), t, 4954)).toBe('open')
+    // `trivy check` reads the rule live and compares it with the inventory: gone is a failure, reloaded a pass.
+    type Checked = { checks: Array<{ check: string; status: string; detail: string }> }
+    const fwCheck = async () => {
+      const r = await labctl(['--lab', 'sandbox', 'trivy', 'check', '--json'], { env, timeoutMs: 60_000 })
+      return { code: r.exitCode, fw: parseJson<Checked>(r.stdout).checks.find((c) => c.check === 'firewall') }
+    }
+    const open = await fwCheck()
+    expect(open.code).toBe(3)
+    expect(open.fw).toMatchObject({ status: 'fail', detail: expect.stringMatching(/port 4954\/tcp is not restricted: nftables table inet labctl_trivy is not loaded/) })
     const load = await labctl(['sandbox', 'exec', 'trivy-0', '--', 'nft', '-f', '/etc/nftables.d/labctl-trivy.nft'], { env })
     expect(load.exitCode, load.stderr).toBe(0)
     expect(await probe(ns('outsider'), t, 4954)).toBe('timeout')
+    const closed = await fwCheck()
+    expect(closed.fw).toMatchObject({ status: 'pass', detail: `nftables: port 4954/tcp open to ${[addr.edge, net.workstation, addr.agent].sort().join(', ')} only` })
 
     // labctl operates the lab over it: validate passes through the edge and directly.
     const v = await labctl(['--lab', 'sandbox', 'trivy', 'validate', '--json'], { env, timeoutMs: 120_000 })

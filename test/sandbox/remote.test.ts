@@ -55,6 +55,7 @@ describe('trivy status / check / logs / exec over SSH', () => {
       ['db-freshness', 'pass'],
       ['db-file', 'pass'],
       ['journal', 'pass'],
+      ['firewall', 'pass'],
     ])
     const text = readFileSync(prom, 'utf8')
     expect(text).toMatch(/^labctl_trivy_db_age_seconds\{host="trivy-0"\} \d+$/m)

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parseInventory } from '../../src/inventory/load.js'
 import type { Remote, RunOptions, RunResult } from '../../src/ssh/index.js'
 import { hostCheck } from '../../src/trivy/check.js'
+import { FIREWALL_SCRIPT, firewallVerdict } from '../../src/trivy/firewall-check.js'
 
 let dir: string
 const commands: string[][] = []
@@ -21,7 +22,7 @@ const local = {
 } as unknown as Remote
 
 function lab(cacheDir: string) {
-  const text = `name: x\ndns: {servers: [10.0.0.53]}\ntrivy:\n  version: 0.74.0\n  publicUrl: https://t.example\n  cacheDir: ${cacheDir}\n  hosts: [{name: trivy-0, fqdn: trivy-0.example}]\n`
+  const text = `name: x\ndns: {servers: ['127.0.0.1:1']}\ntrivy:\n  version: 0.74.0\n  publicUrl: https://127.0.0.2\n  allowlist: [127.0.0.3]\n  cacheDir: ${cacheDir}\n  hosts: [{name: trivy-0, fqdn: trivy-0.example}]\n`
   const inventory = parseInventory(text, 'lab.yaml')
   return { loaded: { inventory, path: 'lab.yaml', dir: '.' }, host: inventory.trivy.hosts[0]! }
 }
@@ -100,5 +101,34 @@ describe('trivy check script', () => {
     meta(30 * 60_000)
     c = byName(await hostCheck({ ...lab(cache), remote: local, since: '-1h', timeoutMs: 30_000 }))
     expect(c['db-freshness']).toMatchObject({ status: 'pass' })
+  })
+
+  it('firewall: the live rule against the inventory, naming missing and extra sources', () => {
+    const spec = { port: 4954, sources: ['198.18.0.2', '198.18.0.20'] }
+    const table = (srcs: string, drop = true) =>
+      `present\ntable inet labctl_trivy {\n\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\tiif "lo" tcp dport 4954 accept\n\t\tip saddr ${srcs} tcp dport 4954 accept\n${drop ? '\t\ttcp dport 4954 counter packets 3 bytes 180 drop\n' : ''}\t}\n}`
+    expect(firewallVerdict(spec, { nft: table('{ 198.18.0.2, 198.18.0.20 }') }, 'trivy-0')).toEqual({ status: 'pass', detail: 'nftables: port 4954/tcp open to 198.18.0.2, 198.18.0.20 only' })
+    const v = firewallVerdict(spec, { nft: table('{ 198.18.0.2, 198.18.0.30 }') }, 'trivy-0')
+    expect(v).toMatchObject({ status: 'fail', detail: 'nftables rule for port 4954/tcp differs from the inventory: missing 198.18.0.20; extra 198.18.0.30', fix: expect.stringMatching(/labctl trivy install --host trivy-0/) })
+    expect(firewallVerdict(spec, { nft: table('198.18.0.2', false) }, 'trivy-0').detail).toBe('nftables rule for port 4954/tcp differs from the inventory: missing 198.18.0.20; no rule drops the rest')
+    expect(firewallVerdict(spec, { nft: 'present' }, 'trivy-0')).toMatchObject({ status: 'fail', detail: /not loaded/ })
+    expect(firewallVerdict(spec, {}, 'trivy-0')).toMatchObject({ status: 'fail', detail: /neither ufw nor nft/ })
+    expect(firewallVerdict(spec, { planOnly: 'shares the machine network namespace' }, 'trivy-0').status).toBe('skip')
+    const ufw = (status: string, lines: string[]) => ['present', status, 'Added user rules (see \'ufw status\' for running firewall):', ...lines].join('\n')
+    const allow = (src: string) => `ufw allow from ${src} to any port 4954 proto tcp comment 'labctl-trivy'`
+    const deny = "ufw deny 4954/tcp comment 'labctl-trivy'"
+    expect(firewallVerdict(spec, { ufw: ufw('Status: active', [allow('198.18.0.2'), allow('198.18.0.20'), deny]), nft: table('{ 10.9.9.9 }') }, 'trivy-0').status).toBe('pass')
+    expect(firewallVerdict(spec, { ufw: ufw('Status: active', [allow('198.18.0.2'), allow('198.18.0.99'), deny]) }, 'trivy-0').detail).toBe('ufw rule for port 4954/tcp differs from the inventory: missing 198.18.0.20; extra 198.18.0.99')
+    expect(firewallVerdict(spec, { ufw: ufw('Status: inactive', [allow('198.18.0.2'), allow('198.18.0.20'), deny]) }, 'trivy-0')).toMatchObject({ status: 'fail', detail: /not active/ })
+  })
+
+  it('check reports the firewall of the machine it runs on (no labctl table here: not restricted)', async () => {
+    const cache = join(dir, 'fw')
+    mkdirSync(join(cache, 'db'), { recursive: true })
+    const c = byName(await hostCheck({ ...lab(cache), remote: local, since: '-1h', timeoutMs: 30_000 }))
+    expect(c.firewall).toMatchObject({ status: 'fail', detail: expect.stringMatching(/port 4954\/tcp is not restricted/) })
+    // The script ends well without a labctl table (the SSH layer's check: true refuses a non-zero exit).
+    const r = await local.run(undefined, ['sh', '-c', 'echo "@@x"\n' + FIREWALL_SCRIPT])
+    expect(r.code).toBe(0)
   })
 })
