@@ -203,7 +203,7 @@ export async function rotateToken(o: RotateOptions): Promise<RotateResult> {
     if (j.state === 'staged') {
       checkAbort()
       progress(`server: switching ${o.hosts.map((h) => h.name).join(', ')} to the new token`)
-      await untilAbort(Promise.all(o.hosts.map((h) => switchServerToken(o, agent, h, token, { verifyRejected: oldToken, onWrite: () => void (touched = true) }))))
+      await untilAbort(onEveryHost(o.hosts, (h) => switchServerToken(o, agent, h, token, { verifyRejected: oldToken, onWrite: () => void (touched = true) })))
       mark('server', 'done', `${o.hosts.map((h) => h.name).join(', ')}: new token accepted, old rejected`, 'server-switched')
     }
     if (j.state === 'server-switched') {
@@ -256,11 +256,21 @@ export async function rotateToken(o: RotateOptions): Promise<RotateResult> {
 
 type Mark = (step: string, status: JournalStep['status'], detail: string, state?: RotationState) => void
 
+/**
+ * Runs `fn` on every host at once and waits until each has ended, then fails with the first failure: on a
+ * fleet, a rollback must never start while another host is still in the middle of its switch.
+ */
+export async function onEveryHost(hosts: ScannerHost[], fn: (h: ScannerHost) => Promise<unknown>): Promise<void> {
+  const results = await Promise.allSettled(hosts.map(fn))
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  if (failed) throw failed.reason
+}
+
 /** Everything back to the old token, verified; Jenkins only when this rotation had changed it. */
 async function rollbackTo(o: RotateOptions, j: Journal, oldToken: string, agent: Agent, mark: Mark): Promise<void> {
   const s = secretsPaths(o.loaded)
   try {
-    await Promise.all(o.hosts.map((h) => switchServerToken(o, agent, h, oldToken, {})))
+    await onEveryHost(o.hosts, (h) => switchServerToken(o, agent, h, oldToken, {}))
     mark('rollback-server', 'done', 'old token accepted again')
     if (o.loaded.inventory.jenkins && j.steps.some((x) => x.step === 'jenkins' && x.status === 'done')) {
       mark('rollback-jenkins', 'done', await setJenkinsSecret(o, oldToken, false))
