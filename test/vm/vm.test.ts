@@ -1,7 +1,8 @@
 // The sandbox VM tier: a real Debian 12 guest (systemd 252, cloud-init, sshd) under QEMU on a private
 // `sandbox up --net --bare` lab. Boot, host key from the seed (and a wrong one refused), the inventory
 // entry, `trivy install` onto real systemd through to a passing validate, the unit's hardening as real
-// systemd reports it, a reboot survived, and `down` leaving nothing. Every wait is bounded; the figures
+// systemd reports it, day 2 (check sees ufw inactive; enabled, it refuses the outsider; the real journal;
+// a restart), a reboot survived with ufw still enforcing, and `down` leaving nothing. Every wait is bounded; the figures
 // (image, boot, install, reboot) are printed for the time budget.
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -14,6 +15,7 @@ import type { VmDownResult, VmRebootResult, VmState, VmStatus, VmUpResult } from
 import { vmSsh } from '../../src/sandbox/vm/index.js'
 import { isAlive } from '../../src/sandbox/proc.js'
 import { labctl, parseJson } from '../helpers.js'
+import { probe } from '../sandbox/netlab-helpers.js'
 
 const MIN = 60_000
 const root = mkdtempSync(join(tmpdir(), 'labctl-vm-'))
@@ -126,6 +128,39 @@ describe('sandbox vm (Debian 12 under QEMU on the lab network)', () => {
     expect(proc.stdout).toMatch(/^trivy$/m)
   }, 25 * MIN)
 
+  it('day 2 on real systemd: check sees ufw inactive, the operator enables it, the outsider is refused; check, logs, restart', async () => {
+    type Checked = { checks: Array<{ check: string; status: string; detail: string }> }
+    const check = async () => {
+      const r = await labctl(['--lab', 'sandbox', 'trivy', 'check', '--host', 'trivy-vm', '--json', '--timeout', String(MIN)], { env, timeoutMs: 2 * MIN })
+      expect([0, 3], r.stdout + r.stderr).toContain(r.exitCode)
+      return Object.fromEntries(parseJson<Checked>(r.stdout).checks.map((c) => [c.check, c]))
+    }
+    // Debian (like Ubuntu) ships ufw inactive: install wrote its rules, but nothing enforces them yet.
+    let c = await check()
+    expect(c.firewall).toMatchObject({ status: 'fail', detail: expect.stringMatching(/ufw is not active/) })
+    expect(c['db-file']).toMatchObject({ status: 'pass' })
+    const ns = (n: string): string => sandbox.network!.nodes.find((x) => x.name === n)!.namespace
+    expect(await probe(ns('outsider'), up.address, 4954)).toBe('open')
+    // What the operator does (install never enables a firewall by itself: it could cut off SSH).
+    const enable = await vmSsh(vm, ['sudo', '-n', 'sh', '-c', 'ufw allow 22/tcp >/dev/null && ufw --force enable'], { timeoutMs: MIN })
+    expect(enable.ok, enable.stderr).toBe(true)
+    expect(await probe(ns('outsider'), up.address, 4954)).toBe('timeout')
+    expect(await probe(ns('agent'), up.address, 4954)).toBe('open')
+    expect(await probe(ns('edge'), up.address, 4954)).toBe('open')
+    c = await check()
+    expect(c.firewall).toMatchObject({ status: 'pass', detail: expect.stringMatching(/^ufw: port 4954\/tcp open to /) })
+    // The real journal.
+    const logs = await labctl(['--lab', 'sandbox', 'trivy', 'logs', '--host', 'trivy-vm', '-n', '50'], { env, timeoutMs: 2 * MIN })
+    expect(logs.exitCode, logs.stderr).toBe(0)
+    expect(logs.stdout).toMatch(/Listening|Starting|trivy/i)
+    // A restart through real systemd: a new main PID, answering again directly and through the edge.
+    const pid = async () => (await vmSsh(vm, ['systemctl', 'show', '-p', 'MainPID', '--value', 'trivy-server'])).stdout.trim()
+    const before = await pid()
+    const rs = await labctl(['--lab', 'sandbox', 'trivy', 'restart', '--host', 'trivy-vm', '--yes'], { env, timeoutMs: 5 * MIN })
+    expect(rs.exitCode, rs.stdout + rs.stderr).toBe(0)
+    expect(await pid()).not.toBe(before)
+  }, 15 * MIN)
+
   it('survives `sandbox vm reboot`: a new boot, the service back, validate passing', async () => {
     const r = await labctl(['sandbox', 'vm', 'reboot', '--json'], { env, timeoutMs: 17 * MIN })
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(0)
@@ -145,6 +180,8 @@ describe('sandbox vm (Debian 12 under QEMU on the lab network)', () => {
       v = await labctl(['--lab', 'sandbox', 'trivy', 'validate', '--host', 'trivy-vm'], { env, timeoutMs: 5 * MIN })
     }
     expect(v.exitCode, v.stdout + v.stderr).toBe(0)
+    // ufw, enabled before the reboot, is back with it: the outsider is still refused.
+    expect(await probe(sandbox.network!.nodes.find((x) => x.name === 'outsider')!.namespace, up.address, 4954)).toBe('timeout')
   }, 25 * MIN)
 
   it('`sandbox vm down` stops QEMU, removes the tap, the files, the inventory host and the edge server', async () => {
