@@ -144,7 +144,7 @@ export async function hostCheck(opts: HostOpOptions & { since: string }): Promis
 
   // The listener's firewall, live, against the inventory (the rule `trivy install` writes).
   const fw = await wanted
-  add('firewall', 'firewall', firewallVerdict(fw.spec, { planOnly: (s.fwplanonly ?? '').trim().split('\n')[0], ufw: (s.ufw ?? '').trim(), nft: (s.nft ?? '').trim() }, host.name))
+  add('firewall', 'firewall', firewallVerdict(fw, { planOnly: (s.fwplanonly ?? '').trim().split('\n')[0], ufw: (s.ufw ?? '').trim(), nft: (s.nft ?? '').trim() }, host.name))
   return { host: host.name, checks, metrics }
 }
 

@@ -2,7 +2,8 @@
 // nftables table) compared with what the inventory wants (the edge's addresses + trivy.allowlist, the
 // same sources `trivy install` writes), naming the sources that are missing or extra.
 import { fail, pass, skip, warn, type CheckStatus } from '../checks/types.js'
-import { NFT_TABLE, UFW_COMMENT, parseUfwAdded, type FirewallSpec } from './install-render.js'
+import { NFT_TABLE, UFW_COMMENT, parseUfwAdded } from './install-render.js'
+import type { FirewallPlan } from './install-plan.js'
 
 /** The shell lines that read the live rule (run with sudo, inside check's one SSH command); they exit 0. */
 export const FIREWALL_SCRIPT = `echo "@@fwplanonly"; cat /etc/labctl/firewall-plan-only 2>/dev/null
@@ -34,10 +35,14 @@ function compare(have: string[], want: string[]): { missing: string[]; extra: st
 }
 
 /** One check result for the listener's firewall; `host` names the host in the next step. */
-export function firewallVerdict(spec: FirewallSpec, live: LiveFirewall, host: string): Verdict {
+export function firewallVerdict(plan: FirewallPlan, live: LiveFirewall, host: string): Verdict {
+  const { spec } = plan
   const fix = `re-apply the inventory's rule: \`labctl trivy install --host ${host}\` (it shows the plan first)`
   if (live.planOnly) return skip(`planned only on this host: ${live.planOnly}`)
-  if (!spec.sources.length) return warn(`cannot compare: no sources known (the edge did not resolve and trivy.allowlist is empty)`, 'fix the lab DNS or set trivy.allowlist')
+  // Without the edge's addresses the comparison would call the edge's own rule "extra": say why instead.
+  if (plan.warnings.length || !spec.sources.length) {
+    return warn(`cannot compare the rule with the inventory: ${plan.warnings[0] ?? 'no sources known (trivy.allowlist is empty)'}`, 'fix the lab DNS (`labctl trivy validate --only dns`) or set trivy.allowlist')
+  }
   const want = [...spec.sources].sort()
   const ufwLines = (live.ufw ?? '').split('\n')
   if (ufwLines[0]?.trim() === 'present') {

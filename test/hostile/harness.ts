@@ -3,7 +3,7 @@
 // input must meet: the documented exit code, one error line plus a `next:` line, no stack trace, an end
 // within the time bound, bounded memory, and the test token nowhere in the output.
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,9 +15,14 @@ export const WORK = mkdtempSync(join(tmpdir(), 'labctl-hostile-'))
 
 export type CliRun = { code: number | 'killed'; stdout: string; stderr: string; ms: number; peakRssMb: number }
 
+let written = 0
+/** Writes a test file atomically: cases run concurrently, and several write the same file (e.g. ok.yaml) while
+ *  another case's labctl reads it, which must never see it half-written. */
 export function file(name: string, content: string | Buffer): string {
   const p = join(WORK, name)
-  writeFileSync(p, content, { mode: 0o600 })
+  const tmp = `${p}.${process.pid}.${++written}.tmp`
+  writeFileSync(tmp, content, { mode: 0o600 })
+  renameSync(tmp, p)
   return p
 }
 

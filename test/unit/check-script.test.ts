@@ -104,7 +104,7 @@ describe('trivy check script', () => {
   })
 
   it('firewall: the live rule against the inventory, naming missing and extra sources', () => {
-    const spec = { port: 4954, sources: ['198.18.0.2', '198.18.0.20'] }
+    const spec = { spec: { port: 4954, sources: ['198.18.0.2', '198.18.0.20'] }, edge: ['198.18.0.2'], warnings: [] }
     const table = (srcs: string, drop = true) =>
       `present\ntable inet labctl_trivy {\n\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n\t\tiif "lo" tcp dport 4954 accept\n\t\tip saddr ${srcs} tcp dport 4954 accept\n${drop ? '\t\ttcp dport 4954 counter packets 3 bytes 180 drop\n' : ''}\t}\n}`
     expect(firewallVerdict(spec, { nft: table('{ 198.18.0.2, 198.18.0.20 }') }, 'trivy-0')).toEqual({ status: 'pass', detail: 'nftables: port 4954/tcp open to 198.18.0.2, 198.18.0.20 only' })
@@ -114,6 +114,9 @@ describe('trivy check script', () => {
     expect(firewallVerdict(spec, { nft: 'present' }, 'trivy-0')).toMatchObject({ status: 'fail', detail: /not loaded/ })
     expect(firewallVerdict(spec, {}, 'trivy-0')).toMatchObject({ status: 'fail', detail: /neither ufw nor nft/ })
     expect(firewallVerdict(spec, { planOnly: 'shares the machine network namespace' }, 'trivy-0').status).toBe('skip')
+    // The edge did not resolve: no verdict on a partial list (the edge's own source would look "extra").
+    const unresolved = { spec: { port: 4954, sources: ['198.18.0.20'] }, edge: [], warnings: ['cannot resolve the HAProxy edge trivy.example (NXDOMAIN): only trivy.allowlist is let in'] }
+    expect(firewallVerdict(unresolved, { nft: table('{ 198.18.0.2, 198.18.0.20 }') }, 'trivy-0')).toMatchObject({ status: 'warn', detail: expect.stringMatching(/cannot compare .*cannot resolve the HAProxy edge/) })
     const ufw = (status: string, lines: string[]) => ['present', status, 'Added user rules (see \'ufw status\' for running firewall):', ...lines].join('\n')
     const allow = (src: string) => `ufw allow from ${src} to any port 4954 proto tcp comment 'labctl-trivy'`
     const deny = "ufw deny 4954/tcp comment 'labctl-trivy'"
